@@ -1,0 +1,300 @@
+"""The registry: one DuckDB file, one writer (this object, owned by the daemon).
+
+Every method takes a re-entrant lock, so handlers may call it from worker threads; `transaction()`
+groups several writes so that a failed create leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+
+from appliance.registry.artifacts import Artifact, ArtifactStore
+from appliance.registry.records import (
+    DeploymentRecord,
+    EndpointRecord,
+    EnvironmentRecord,
+    Event,
+    ModelRecord,
+)
+from appliance.specs import EnvironmentSpec, NotFound, OnlineDeploymentSpec, OnlineEndpointSpec
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def migrations() -> list[tuple[int, str]]:
+    """Numbered SQL files shipped in `migrations/`, in order."""
+    folder = resources.files("appliance.registry") / "migrations"
+    found = [(int(f.name.split("_", 1)[0]), f.read_text()) for f in folder.iterdir()
+             if f.name.endswith(".sql")]
+    return sorted(found)
+
+
+class Registry:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.artifacts = ArtifactStore(home / "artifacts")
+        self._db = duckdb.connect(str(home / "appliance.duckdb"))
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._migrate()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                             "(version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp::TIMESTAMP)")
+            done = {r[0] for r in self._db.execute("SELECT version FROM schema_migrations").fetchall()}
+            for version, sql in migrations():
+                if version in done:
+                    continue
+                with self.transaction():
+                    self._db.execute(sql)
+                    self._db.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
+
+    @property
+    def schema_version(self) -> int:
+        return self._one("SELECT max(version) FROM schema_migrations")[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing; nested use joins the outer transaction."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN TRANSACTION")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def _all(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params or []).fetchall()
+
+    def _one(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
+        with self._lock:
+            return self._db.execute(sql, params or []).fetchone()
+
+    def _exec(self, sql: str, params: list[Any] | None = None) -> None:
+        with self._lock:
+            self._db.execute(sql, params or [])
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own for another thread (the request-log writer)."""
+        return self._db.cursor()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- artifacts --------------------------------------------------------------------------
+
+    def put_artifact(self, src: Path) -> Artifact:
+        art = self.artifacts.put(src)
+        self._exec("INSERT INTO artifacts (digest, name, size, files) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT DO NOTHING", [art.digest, art.name, art.size, art.files])
+        return art
+
+    def artifact_name(self, digest: str) -> str:
+        row = self._one("SELECT name FROM artifacts WHERE digest = ?", [digest])
+        if row is None:
+            raise NotFound(f"artifact {digest} is not stored")
+        return row[0]
+
+    # -- models -----------------------------------------------------------------------------
+
+    _MODEL_COLS = ("m.name, m.version, m.type, m.framework, m.digest, a.name, m.signature, m.tags, "
+                   "m.description, m.created_at")
+
+    def _model(self, row: tuple[Any, ...]) -> ModelRecord:
+        name, version, type_, framework, digest, path_name, signature, tags, description, created = row
+        return ModelRecord(name=name, version=version, type=type_, framework=framework, digest=digest,
+                           path_name=path_name, signature=json.loads(signature) if signature else None,
+                           tags=json.loads(tags), description=description, created_at=created)
+
+    def next_model_version(self, name: str) -> str:
+        row = self._one("SELECT max(TRY_CAST(version AS BIGINT)) FROM models WHERE name = ?", [name])
+        return str((row[0] or 0) + 1)
+
+    def add_model(self, *, name: str, version: str, type: str, framework: str, digest: str,
+                  signature: dict[str, Any] | None, tags: dict[str, str], description: str) -> ModelRecord:
+        self._exec("INSERT INTO models (name, version, type, framework, digest, signature, tags, description) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   [name, version, type, framework, digest, _json(signature) if signature else None,
+                    _json(tags), description])
+        return self.get_model(name, version)
+
+    def find_model(self, name: str, version: str | None = None) -> ModelRecord | None:
+        """A version, or the latest (highest number, then newest) when version is None."""
+        base = (f"SELECT {self._MODEL_COLS} FROM models m JOIN artifacts a ON a.digest = m.digest "
+                "WHERE m.name = ?")
+        if version is None:
+            row = self._one(base + " ORDER BY TRY_CAST(version AS BIGINT) DESC NULLS LAST, "
+                            "m.created_at DESC LIMIT 1", [name])
+        else:
+            row = self._one(base + " AND version = ?", [name, version])
+        return self._model(row) if row else None
+
+    def get_model(self, name: str, version: str | None = None) -> ModelRecord:
+        found = self.find_model(name, version)
+        if found is None:
+            what = f"model {name!r}" + (f" version {version!r}" if version else "")
+            raise NotFound(f"{what} is not registered (see `appliance model list`)", field="model")
+        return found
+
+    def list_models(self, name: str | None = None) -> list[ModelRecord]:
+        sql = f"SELECT {self._MODEL_COLS} FROM models m JOIN artifacts a ON a.digest = m.digest"
+        sql += " WHERE m.name = ?" if name else ""
+        sql += " ORDER BY m.name, TRY_CAST(version AS BIGINT) NULLS LAST, version"
+        return [self._model(r) for r in self._all(sql, [name] if name else [])]
+
+    # -- environments -----------------------------------------------------------------------
+
+    def _environment(self, row: tuple[Any, ...]) -> EnvironmentRecord:
+        name, version, digest, spec, created = row
+        return EnvironmentRecord(name=name, version=version, digest=digest,
+                                 spec=msgspec.json.decode(spec, type=EnvironmentSpec), created_at=created)
+
+    def next_environment_version(self, name: str) -> str:
+        row = self._one("SELECT max(TRY_CAST(version AS BIGINT)) FROM environments WHERE name = ?", [name])
+        return str((row[0] or 0) + 1)
+
+    def add_environment(self, spec: EnvironmentSpec, digest: str) -> EnvironmentRecord:
+        assert spec.name and spec.version
+        self._exec("INSERT INTO environments (name, version, digest, spec) VALUES (?, ?, ?, ?)",
+                   [spec.name, spec.version, digest, _json(spec)])
+        return self.get_environment(spec.name, spec.version)
+
+    def find_environment(self, name: str, version: str | None = None) -> EnvironmentRecord | None:
+        base = "SELECT name, version, digest, spec, created_at FROM environments WHERE name = ?"
+        if version is None:
+            row = self._one(base + " ORDER BY TRY_CAST(version AS BIGINT) DESC NULLS LAST, "
+                            "created_at DESC LIMIT 1", [name])
+        else:
+            row = self._one(base + " AND version = ?", [name, version])
+        return self._environment(row) if row else None
+
+    def get_environment(self, name: str, version: str | None = None) -> EnvironmentRecord:
+        found = self.find_environment(name, version)
+        if found is None:
+            what = f"environment {name!r}" + (f" version {version!r}" if version else "")
+            raise NotFound(f"{what} is not registered (see `appliance environment list`)",
+                           field="environment")
+        return found
+
+    def list_environments(self) -> list[EnvironmentRecord]:
+        return [self._environment(r) for r in self._all(
+            "SELECT name, version, digest, spec, created_at FROM environments "
+            "ORDER BY name, TRY_CAST(version AS BIGINT) NULLS LAST, version")]
+
+    # -- online endpoints -------------------------------------------------------------------
+
+    _ENDPOINT_COLS = "spec, primary_key, secondary_key, created_at, updated_at"
+
+    def _endpoint(self, row: tuple[Any, ...]) -> EndpointRecord:
+        spec, primary, secondary, created, updated = row
+        return EndpointRecord(spec=msgspec.json.decode(spec, type=OnlineEndpointSpec), primary_key=primary,
+                              secondary_key=secondary, created_at=created, updated_at=updated)
+
+    def find_endpoint(self, name: str) -> EndpointRecord | None:
+        row = self._one(f"SELECT {self._ENDPOINT_COLS} FROM online_endpoints WHERE name = ?", [name])
+        return self._endpoint(row) if row else None
+
+    def get_endpoint(self, name: str) -> EndpointRecord:
+        found = self.find_endpoint(name)
+        if found is None:
+            raise NotFound(f"online endpoint {name!r} does not exist (see `appliance endpoint list`)",
+                           field="endpoint")
+        return found
+
+    def list_endpoints(self) -> list[EndpointRecord]:
+        return [self._endpoint(r) for r in self._all(
+            f"SELECT {self._ENDPOINT_COLS} FROM online_endpoints ORDER BY name")]
+
+    def put_endpoint(self, spec: OnlineEndpointSpec, primary_key: str, secondary_key: str) -> EndpointRecord:
+        self._exec("INSERT INTO online_endpoints (name, spec, primary_key, secondary_key) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, primary_key = excluded.primary_key, "
+                   "secondary_key = excluded.secondary_key, updated_at = current_timestamp::TIMESTAMP",
+                   [spec.name, _json(spec), primary_key, secondary_key])
+        return self.get_endpoint(spec.name)
+
+    def delete_endpoint(self, name: str) -> None:
+        with self.transaction():
+            self._exec("DELETE FROM online_deployments WHERE endpoint_name = ?", [name])
+            self._exec("DELETE FROM online_endpoints WHERE name = ?", [name])
+
+    # -- online deployments -----------------------------------------------------------------
+
+    _DEPLOYMENT_COLS = "spec, code_digest, created_at, updated_at"
+
+    def _deployment(self, row: tuple[Any, ...]) -> DeploymentRecord:
+        spec, code_digest, created, updated = row
+        return DeploymentRecord(spec=msgspec.json.decode(spec, type=OnlineDeploymentSpec),
+                                code_digest=code_digest, created_at=created, updated_at=updated)
+
+    def find_deployment(self, endpoint: str, name: str) -> DeploymentRecord | None:
+        row = self._one(f"SELECT {self._DEPLOYMENT_COLS} FROM online_deployments "
+                        "WHERE endpoint_name = ? AND name = ?", [endpoint, name])
+        return self._deployment(row) if row else None
+
+    def get_deployment(self, endpoint: str, name: str) -> DeploymentRecord:
+        found = self.find_deployment(endpoint, name)
+        if found is None:
+            known = [d.spec.name for d in self.list_deployments(endpoint)]
+            raise NotFound(f"deployment {name!r} does not exist on endpoint {endpoint!r} "
+                           f"(it has: {', '.join(known) or 'none'})", field="deployment")
+        return found
+
+    def list_deployments(self, endpoint: str | None = None) -> list[DeploymentRecord]:
+        sql = f"SELECT {self._DEPLOYMENT_COLS} FROM online_deployments"
+        sql += " WHERE endpoint_name = ?" if endpoint else ""
+        return [self._deployment(r) for r in self._all(sql + " ORDER BY endpoint_name, name",
+                                                       [endpoint] if endpoint else [])]
+
+    def put_deployment(self, spec: OnlineDeploymentSpec, code_digest: str | None) -> DeploymentRecord:
+        self._exec("INSERT INTO online_deployments (endpoint_name, name, spec, code_digest) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (endpoint_name, name) DO UPDATE SET spec = excluded.spec, "
+                   "code_digest = excluded.code_digest, updated_at = current_timestamp::TIMESTAMP",
+                   [spec.endpoint_name, spec.name, _json(spec), code_digest])
+        return self.get_deployment(spec.endpoint_name, spec.name)
+
+    def delete_deployment(self, endpoint: str, name: str) -> None:
+        self._exec("DELETE FROM online_deployments WHERE endpoint_name = ? AND name = ?", [endpoint, name])
+
+    # -- events -----------------------------------------------------------------------------
+
+    def add_event(self, kind: str, subject: str, **detail: Any) -> None:
+        self._exec("INSERT INTO events (kind, subject, detail) VALUES (?, ?, ?)",
+                   [kind, subject, _json(detail)])
+
+    def list_events(self, subject: str | None = None, limit: int = 100) -> list[Event]:
+        sql = 'SELECT id, "at", kind, subject, detail FROM events'
+        params: list[Any] = []
+        if subject:
+            sql += " WHERE subject = ? OR subject LIKE ?"
+            params += [subject, subject + "/%"]
+        rows = self._all(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [Event(id=i, at=at, kind=k, subject=s, detail=json.loads(d)) for i, at, k, s, d in rows]

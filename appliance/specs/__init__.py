@@ -1,0 +1,30 @@
+"""The declarative model: Azure ML CLI v2 entities, their parsing and validation, name rules."""
+
+from appliance.specs.documents import Document, load_file, parse, split_ref
+from appliance.specs.entities import (
+    CodeConfiguration,
+    EnvironmentSpec,
+    ModelSpec,
+    OnlineDeploymentSpec,
+    OnlineEndpointSpec,
+    Probe,
+    RequestSettings,
+)
+from appliance.specs.errors import Conflict, NotFound, SpecError
+
+__all__ = [
+    "CodeConfiguration",
+    "Conflict",
+    "Document",
+    "EnvironmentSpec",
+    "ModelSpec",
+    "NotFound",
+    "OnlineDeploymentSpec",
+    "OnlineEndpointSpec",
+    "Probe",
+    "RequestSettings",
+    "SpecError",
+    "load_file",
+    "parse",
+    "split_ref",
+]

@@ -1,0 +1,255 @@
+"""Azure ML CLI v2 YAML documents: detect the kind, validate, resolve paths, report unknown fields."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from appliance.specs import names
+from appliance.specs.entities import (
+    KINDS,
+    EnvironmentSpec,
+    ModelSpec,
+    OnlineDeploymentSpec,
+    OnlineEndpointSpec,
+    Spec,
+)
+from appliance.specs.errors import SpecError
+
+# `$schema` file names Azure publishes, mapped to our kinds.
+SCHEMA_KINDS = {
+    "model": "model",
+    "environment": "environment",
+    "managedonlineendpoint": "online_endpoint",
+    "kubernetesonlineendpoint": "online_endpoint",
+    "managedonlinedeployment": "online_deployment",
+    "kubernetesonlinedeployment": "online_deployment",
+}
+_SCHEMA_NAME = re.compile(r"([A-Za-z]+)\.schema\.json$")
+_PATH = re.compile(r" - at `\$(.*)`$")
+
+
+@dataclass
+class Document:
+    kind: str
+    spec: Any
+    source: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def detect_kind(body: dict[str, Any], source: str) -> str:
+    schema = body.get("$schema")
+    if isinstance(schema, str) and (m := _SCHEMA_NAME.search(schema)):
+        kind = SCHEMA_KINDS.get(m.group(1).lower())
+        if kind:
+            return kind
+        raise SpecError(f"unsupported $schema {schema!r}: this appliance takes "
+                        f"{', '.join(sorted(set(SCHEMA_KINDS.values())))}", field="$schema", source=source)
+    if "endpoint_name" in body:
+        return "online_deployment"
+    if {"auth_mode", "traffic", "mirror_traffic"} & body.keys():
+        return "online_endpoint"
+    if {"image", "conda_file", "build", "inference_config"} & body.keys():
+        return "environment"
+    if "path" in body:
+        return "model"
+    raise SpecError("cannot tell what this document is: give it a $schema, or the fields of a model "
+                    "(path), an environment (image/conda_file), an online endpoint (auth_mode) or an "
+                    "online deployment (endpoint_name)", source=source)
+
+
+def unknown_fields(cls: type, body: Any, prefix: str = "") -> list[str]:
+    """Dotted names of keys in `body` that `cls` (a Spec, or a union with one) does not know."""
+    info = msgspec.inspect.type_info(cls)
+    structs = [t for t in getattr(info, "types", (info,)) if isinstance(t, msgspec.inspect.StructType)]
+    if not structs or not isinstance(body, dict):
+        return []
+    st = structs[0]
+    known = {f.encode_name: f for f in st.fields}
+    found: list[str] = []
+    for key, value in body.items():
+        if key == "$schema":
+            continue
+        f = known.get(key)
+        if f is None:
+            found.append(prefix + key)
+        else:
+            found += unknown_fields(_python_type(f.type), value, f"{prefix}{key}.")
+    return found
+
+
+def _python_type(t: msgspec.inspect.Type) -> type | Any:
+    if isinstance(t, msgspec.inspect.StructType):
+        return t.cls
+    if isinstance(t, msgspec.inspect.UnionType):
+        for member in t.types:
+            if isinstance(member, msgspec.inspect.StructType):
+                return member.cls
+    return object
+
+
+def _value_at(body: Any, path: str) -> Any:
+    for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        key, index = part
+        try:
+            body = body[key] if key else body[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return body
+
+
+def convert(cls: type[Spec], body: dict[str, Any], source: str, prefix: str = "") -> Any:
+    """msgspec conversion whose errors name the field and the value that arrived."""
+    try:
+        return msgspec.convert(body, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        m = _PATH.search(text)
+        path = m.group(1) if m else ""
+        what = _PATH.sub("", text)
+        fieldname = prefix + path.lstrip(".") if path else None
+        value = _value_at(body, path) if path else None
+        shown = value is not None and not isinstance(value, dict | list)
+        raise SpecError(f"invalid value {value!r}: {what}" if shown else what,
+                        field=fieldname, source=source) from None
+
+
+def parse(body: Any, source: str, base: Path | None = None) -> Document:
+    """One YAML document → a validated spec with absolute paths."""
+    if not isinstance(body, dict):
+        raise SpecError(f"expected a mapping of fields, got {type(body).__name__}", source=source)
+    kind = detect_kind(body, source)
+    cls = KINDS[kind]
+    warnings = [f"{source}: unknown field {name!r} ignored" for name in unknown_fields(cls, body)]
+    spec = convert(cls, {k: v for k, v in body.items() if k != "$schema"}, source)
+    base = base or Path(source).resolve().parent
+    try:
+        spec = _check(spec, base)
+    except SpecError as exc:
+        exc.source = exc.source or source
+        raise
+    return Document(kind=kind, spec=spec, source=source, warnings=warnings)
+
+
+def load_file(path: str | Path) -> list[Document]:
+    """Every document of a YAML file (`---` separates several)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read file: {exc.strerror}", source=str(path)) from None
+    try:
+        bodies = [b for b in yaml.safe_load_all(text) if b is not None]
+    except yaml.YAMLError as exc:
+        raise SpecError(f"not valid YAML: {exc}", source=str(path)) from None
+    if not bodies:
+        raise SpecError("the file holds no document", source=str(path))
+    return [parse(b, str(path), path.resolve().parent) for b in bodies]
+
+
+def _abs(base: Path, value: str | None) -> str | None:
+    if value is None or value.startswith("azureml:"):
+        return value
+    return str((base / value).resolve())
+
+
+def _check(spec: Any, base: Path) -> Any:
+    """Name rules and path resolution, per kind."""
+    if isinstance(spec, ModelSpec):
+        return _check_model(spec, base, "")
+    if isinstance(spec, EnvironmentSpec):
+        return _check_environment(spec, base, "")
+    if isinstance(spec, OnlineEndpointSpec):
+        names.check_endpoint_name(spec.name)
+        for fname in ("traffic", "mirror_traffic"):
+            for dep in getattr(spec, fname):
+                names.check_endpoint_name(dep, field=f"{fname}.{dep}")
+        return spec
+    assert isinstance(spec, OnlineDeploymentSpec)
+    names.check_endpoint_name(spec.name)
+    names.check_endpoint_name(spec.endpoint_name, field="endpoint_name")
+    if isinstance(spec.model, ModelSpec):
+        spec.model = _check_model(spec.model, base, "model.")
+    elif isinstance(spec.model, str):
+        spec.model = _check_ref(spec.model, base, "model")
+    if isinstance(spec.environment, EnvironmentSpec):
+        spec.environment = _check_environment(spec.environment, base, "environment.")
+    elif isinstance(spec.environment, str):
+        if not spec.environment.startswith("azureml:"):
+            raise SpecError(f"environment reference {spec.environment!r} must look like "
+                            "azureml:<name>:<version> or azureml:<name>@latest", field="environment")
+        split_ref(spec.environment, "environment")
+    if spec.code_configuration:
+        code = Path(_abs(base, spec.code_configuration.code) or "")
+        script = code / spec.code_configuration.scoring_script
+        if not script.is_file():
+            raise SpecError(f"scoring script {str(script)!r} does not exist",
+                            field="code_configuration.scoring_script")
+        spec.code_configuration.code = str(code)
+    if spec.model is None and spec.code_configuration is None:
+        raise SpecError("a deployment needs a model, a code_configuration, or both", field="model")
+    return spec
+
+
+def _check_model(spec: ModelSpec, base: Path, prefix: str) -> ModelSpec:
+    if spec.name is not None:
+        names.check_asset_name(spec.name, prefix + "name")
+    if spec.version is not None:
+        spec.version = names.check_asset_version(str(spec.version), prefix + "version")
+    if spec.path is None:
+        raise SpecError("a model needs a path (a file or a folder)", field=prefix + "path")
+    spec.path = _abs(base, spec.path)
+    if not Path(spec.path).exists():
+        raise SpecError(f"path {spec.path!r} does not exist", field=prefix + "path")
+    return spec
+
+
+def _check_environment(spec: EnvironmentSpec, base: Path, prefix: str) -> EnvironmentSpec:
+    if spec.name is not None:
+        names.check_asset_name(spec.name, prefix + "name")
+    if isinstance(spec.conda_file, str):
+        path = Path(_abs(base, spec.conda_file) or "")
+        if not path.is_file():
+            raise SpecError(f"conda file {str(path)!r} does not exist", field=prefix + "conda_file")
+        try:
+            spec.conda_file = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SpecError(f"conda file {str(path)!r} is not valid YAML: {exc}",
+                            field=prefix + "conda_file") from None
+    if spec.build is not None:
+        spec.build.path = _abs(base, spec.build.path) or spec.build.path
+    if spec.image is None and spec.build is None:
+        raise SpecError("an environment needs an image or a build context", field=prefix + "image")
+    return spec
+
+
+def _check_ref(value: str, base: Path, field_name: str) -> str:
+    """`azureml:name:version`, `azureml:name@latest`, or a bare path (relative to the YAML)."""
+    if value.startswith("azureml:"):
+        split_ref(value, field_name)
+        return value
+    path = _abs(base, value)
+    if not Path(path or "").exists():
+        raise SpecError(f"path {path!r} does not exist", field=field_name)
+    return path or value
+
+
+def split_ref(value: str, field_name: str) -> tuple[str, str | None]:
+    """`azureml:name:version` → (name, version); `azureml:name@latest` → (name, None)."""
+    body = value.removeprefix("azureml:")
+    if body.endswith("@latest"):
+        name, version = body.removesuffix("@latest"), None
+    elif body.count(":") == 1:
+        name, version = body.split(":")
+    else:
+        raise SpecError(f"reference {value!r} must look like azureml:<name>:<version> or "
+                        "azureml:<name>@latest", field=field_name)
+    names.check_asset_name(name, field_name)
+    return name, version
+
+

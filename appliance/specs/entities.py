@@ -1,0 +1,136 @@
+"""The declarative model: the Azure ML CLI v2 entities, as typed structs.
+
+Field names and defaults are Azure's (reference: azureml.md). Appliance extensions are marked.
+Paths are absolute once a document is loaded (`appliance.specs.documents`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+Percent = Annotated[int, Meta(ge=0, le=100)]
+Positive = Annotated[int, Meta(ge=1)]
+NonNegative = Annotated[int, Meta(ge=0)]
+
+
+class Spec(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=False):
+    """Base of every entity; unknown fields are reported as warnings by the loader."""
+
+
+class ModelSpec(Spec):
+    name: str | None = None
+    version: str | None = None
+    path: str | None = None
+    type: str = "custom_model"
+    description: str = ""
+    tags: dict[str, str] = {}
+    properties: dict[str, str] = {}
+    stage: str | None = None
+    # Appliance extension: `onnx` is inferred when the path holds an .onnx file.
+    framework: Literal["onnx", "custom"] | None = None
+
+
+class Route(Spec):
+    path: str
+    port: Annotated[int, Meta(ge=1, le=65535)]
+
+
+class InferenceConfig(Spec):
+    liveness_route: Route
+    readiness_route: Route
+    scoring_route: Route
+
+
+class BuildContext(Spec):
+    path: str
+    dockerfile_path: str = "Dockerfile"
+
+
+class EnvironmentSpec(Spec):
+    name: str | None = None
+    version: str | None = None
+    image: str | None = None
+    conda_file: str | dict[str, Any] | None = None
+    build: BuildContext | None = None
+    inference_config: InferenceConfig | None = None
+    os_type: Literal["linux", "windows"] = "linux"
+    description: str = ""
+    tags: dict[str, str] = {}
+
+
+class OnlineEndpointSpec(Spec):
+    name: str
+    description: str = ""
+    tags: dict[str, str] = {}
+    auth_mode: Literal["key", "aml_token", "aad_token"] = "key"
+    traffic: dict[str, Percent] = {}
+    mirror_traffic: dict[str, Percent] = {}
+    identity: dict[str, Any] | None = None
+    public_network_access: Literal["enabled", "disabled"] = "enabled"
+    compute: str | None = None
+    kind: str | None = None
+
+
+class CodeConfiguration(Spec):
+    code: str
+    scoring_script: str
+
+
+class RequestSettings(Spec):
+    request_timeout_ms: Annotated[int, Meta(ge=1, le=180_000)] = 5000
+    max_concurrent_requests_per_instance: Positive = 1
+    max_queue_wait_ms: NonNegative = 500
+
+
+class Probe(Spec):
+    initial_delay: NonNegative = 10
+    period: Positive = 10
+    timeout: Positive = 2
+    success_threshold: Positive = 1
+    failure_threshold: Positive = 30
+
+
+class ScaleSettings(Spec):
+    type: Literal["default", "target_utilization"] = "default"
+    min_instances: NonNegative | None = None
+    max_instances: Positive | None = None
+    target_utilization_percentage: Percent | None = None
+    polling_interval: Positive | None = None
+
+
+class OnlineDeploymentSpec(Spec):
+    name: str
+    endpoint_name: str
+    description: str = ""
+    tags: dict[str, str] = {}
+    model: str | ModelSpec | None = None
+    code_configuration: CodeConfiguration | None = None
+    environment: str | EnvironmentSpec | None = None
+    environment_variables: dict[str, str] = {}
+    instance_type: str | None = None
+    instance_count: Positive = 1
+    request_settings: RequestSettings = msgspec.field(default_factory=RequestSettings)
+    liveness_probe: Probe = msgspec.field(default_factory=Probe)
+    readiness_probe: Probe = msgspec.field(default_factory=Probe)
+    scale_settings: ScaleSettings | None = None
+    app_insights_enabled: bool = False
+    data_collector: dict[str, Any] | None = None
+    resources: dict[str, Any] | None = None
+    egress_public_network_access: Literal["enabled", "disabled"] = "enabled"
+    type: Literal["managed", "kubernetes"] | None = None
+    # Appliance extensions.
+    runtime: Literal["process", "docker"] | None = None
+    watch: bool = False
+
+
+Entity = ModelSpec | EnvironmentSpec | OnlineEndpointSpec | OnlineDeploymentSpec
+
+KINDS: dict[str, type[Spec]] = {
+    "model": ModelSpec,
+    "environment": EnvironmentSpec,
+    "online_endpoint": OnlineEndpointSpec,
+    "online_deployment": OnlineDeploymentSpec,
+}

@@ -1,0 +1,137 @@
+"""The worker's HTTP surface, a raw ASGI app (no framework on the hot path).
+
+Routes are azmlinfsrv's (`GET /`, `/score`, `/swagger.json`) plus the Open Inference Protocol
+(`/v2/...`) and `/appliance/info`, which the supervisor reads to report the provider in use.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from appliance.scoring import swagger
+from appliance.scoring.onnx_model import BadInput, OnnxModel
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]  # status, content type, body, extra headers
+
+JSON = b"application/json"
+TEXT = b"text/plain; charset=utf-8"
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+def _json(status: int, value: Any, *extra: tuple[bytes, bytes]) -> Reply:
+    return status, JSON, _encode(value), list(extra)
+
+
+class Worker:
+    def __init__(self, model: OnnxModel, name: str, version: str) -> None:
+        self.model = model
+        self.name = name
+        self.version = version
+        self._swagger = _encode(swagger.document(model, title=name))
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        status, ctype, payload, extra = self.handle(scope["method"], scope["path"], body)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", ctype), (b"content-length", str(len(payload)).encode()),
+                                *extra]})
+        await send({"type": "http.response.body", "body": payload})
+
+    def handle(self, method: str, path: str, body: bytes) -> Reply:
+        if path == "/score":
+            if method == "POST":
+                return self.score(body)
+            if method == "OPTIONS":
+                return 200, TEXT, b"", [(b"allow", b"GET, POST, OPTIONS")]
+            if method == "GET":
+                return 200, TEXT, b"GET is not supported", []
+        if method == "GET":
+            if path == "/":
+                return 200, TEXT, b"Healthy", []
+            if path == "/swagger.json":
+                return 200, JSON, self._swagger, []
+            if path == "/appliance/info":
+                return _json(200, {"provider": self.model.provider, "providers": self.model.session.get_providers(),
+                                   "pid": os.getpid(), "signature": self.model.signature()})
+        if path.startswith("/v2"):
+            return self.v2(method, path, body)
+        return _json(404, {"message": f"no route {method} {path}"})
+
+    def score(self, body: bytes) -> Reply:
+        started = time.perf_counter()
+        try:
+            payload = _decode(body)
+        except msgspec.DecodeError as exc:
+            return _json(400, {"message": f"the request body is not valid JSON: {exc}"})
+        try:
+            result = self.model.predict(payload)
+        except BadInput as exc:
+            return _json(400, {"message": str(exc)})
+        except Exception as exc:  # the model itself failed: azmlinfsrv answers 500
+            return _json(500, {"message": f"the model failed: {type(exc).__name__}: {exc}"},
+                         (b"x-ms-run-function-failed", b"True"))
+        elapsed = f"{(time.perf_counter() - started) * 1000:.3f}".encode()
+        return _json(200, result, (b"x-ms-run-fn-exec-ms", elapsed))
+
+    # -- Open Inference Protocol (KServe V2) -----------------------------------------------
+
+    def v2(self, method: str, path: str, body: bytes) -> Reply:
+        parts = path.strip("/").split("/")[1:]  # after "v2"
+        if parts in (["health", "live"], ["health", "ready"]):
+            return _json(200, {"live": True} if parts[1] == "live" else {"ready": True})
+        if parts == []:
+            return _json(200, {"name": "appliance", "version": self.version, "extensions": []})
+        if len(parts) < 2 or parts[0] != "models":
+            return _json(404, {"error": f"no route {method} {path}"})
+        model, rest = parts[1], parts[2:]
+        if model != self.name:
+            return _json(404, {"error": f"model {model!r} is not served here; this deployment serves "
+                                        f"{self.name!r}"})
+        if rest[:1] == ["versions"]:
+            if len(rest) < 2 or rest[1] != self.version:
+                return _json(404, {"error": f"model {model!r} has no version {rest[1:2]}; served "
+                                            f"version is {self.version!r}"})
+            rest = rest[2:]
+        if rest == [] and method == "GET":
+            return _json(200, {"name": self.name, "versions": [self.version], "platform": "onnxruntime_onnx",
+                               "inputs": [_tensor_meta(i) for i in self.model.inputs],
+                               "outputs": [_tensor_meta(o) for o in self.model.outputs]})
+        if rest == ["ready"] and method == "GET":
+            return _json(200, {"name": self.name, "ready": True})
+        if rest == ["infer"] and method == "POST":
+            try:
+                request = _decode(body)
+                if not isinstance(request, dict):
+                    raise BadInput("the request must be a JSON object with \"inputs\"")
+                outputs = self.model.infer_v2(request)
+            except msgspec.DecodeError as exc:
+                return _json(400, {"error": f"the request body is not valid JSON: {exc}"})
+            except BadInput as exc:
+                return _json(400, {"error": str(exc)})
+            except Exception as exc:
+                return _json(500, {"error": f"the model failed: {type(exc).__name__}: {exc}"})
+            reply: dict[str, Any] = {"model_name": self.name, "model_version": self.version, "outputs": outputs}
+            if "id" in request:
+                reply["id"] = request["id"]
+            return _json(200, reply)
+        return _json(404, {"error": f"no route {method} {path}"})
+
+
+def _tensor_meta(sig: Any) -> dict[str, Any]:
+    return {"name": sig.name, "datatype": sig.datatype,
+            "shape": [d if isinstance(d, int) else -1 for d in sig.shape]}

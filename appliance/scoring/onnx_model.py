@@ -1,0 +1,207 @@
+"""A no-code ONNX model: one onnxruntime session, and the conversion of JSON requests into its
+inputs (dtypes and shapes from the model's own signature) with errors a user can act on."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from appliance.scoring import providers
+
+# ONNX tensor types → numpy dtypes and Open Inference Protocol datatypes.
+DTYPES: dict[str, tuple[Any, str]] = {
+    "tensor(float)": (np.float32, "FP32"),
+    "tensor(double)": (np.float64, "FP64"),
+    "tensor(float16)": (np.float16, "FP16"),
+    "tensor(int64)": (np.int64, "INT64"),
+    "tensor(int32)": (np.int32, "INT32"),
+    "tensor(int16)": (np.int16, "INT16"),
+    "tensor(int8)": (np.int8, "INT8"),
+    "tensor(uint8)": (np.uint8, "UINT8"),
+    "tensor(uint16)": (np.uint16, "UINT16"),
+    "tensor(bool)": (np.bool_, "BOOL"),
+    "tensor(string)": (np.object_, "BYTES"),
+}
+
+
+class BadInput(ValueError):
+    """A request the model cannot take; the message names the input and what it expects."""
+
+
+@dataclass(frozen=True)
+class TensorSig:
+    name: str
+    type: str  # ONNX type string, e.g. tensor(float) or seq(map(int64,tensor(float)))
+    shape: list[int | str | None]
+
+    @property
+    def dtype(self) -> Any:
+        return DTYPES[self.type][0] if self.type in DTYPES else None
+
+    @property
+    def datatype(self) -> str:
+        return DTYPES[self.type][1] if self.type in DTYPES else "BYTES"
+
+    def describe(self) -> str:
+        dims = ", ".join("?" if not isinstance(d, int) else str(d) for d in self.shape)
+        return f"{self.type} of shape [{dims}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "datatype": self.datatype,
+                "shape": [d if isinstance(d, int) else -1 for d in self.shape]}
+
+
+def find_onnx_file(model_dir: Path) -> Path:
+    found = sorted(model_dir.rglob("*.onnx")) if model_dir.is_dir() else [model_dir]
+    if not found:
+        raise FileNotFoundError(f"no .onnx file under {model_dir}")
+    if len(found) > 1:
+        names = ", ".join(str(p.relative_to(model_dir)) for p in found)
+        raise FileNotFoundError(f"several .onnx files under {model_dir} ({names}): "
+                                "register one, or add a score.py that chooses")
+    return found[0]
+
+
+def session_options() -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    # Few threads per session and no spinning: many small concurrent requests on shared cores.
+    opts.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+class OnnxModel:
+    def __init__(self, path: Path, provider_choice: str | None = None) -> None:
+        ort.set_default_logger_severity(3)
+        self.path = path
+        wanted = providers.choose(ort.get_available_providers(), provider_choice)
+        self.session = ort.InferenceSession(str(path), session_options(), providers=wanted)
+        self.inputs = [TensorSig(i.name, i.type, list(i.shape)) for i in self.session.get_inputs()]
+        self.outputs = [TensorSig(o.name, o.type, list(o.shape)) for o in self.session.get_outputs()]
+        self._input_by_name = {i.name: i for i in self.inputs}
+
+    @property
+    def provider(self) -> str:
+        return self.session.get_providers()[0]
+
+    def signature(self) -> dict[str, Any]:
+        return {"inputs": [i.to_json() for i in self.inputs], "outputs": [o.to_json() for o in self.outputs]}
+
+    # -- Azure-style JSON ------------------------------------------------------------------
+
+    def named_values(self, payload: Any) -> dict[str, Any]:
+        """`{"data": x}`, `{"input_data": x}` (also pandas split), `{"inputs": {name: x}}`, or a
+        bare array → {input name: value}."""
+        value: Any = payload
+        if isinstance(payload, dict):
+            if "inputs" in payload:
+                value = payload["inputs"]
+            elif "input_data" in payload:
+                value = payload["input_data"]
+                if isinstance(value, dict) and "data" in value and "columns" in value:
+                    value = value["data"]  # pandas "split" orientation
+            elif "data" in payload:
+                value = payload["data"]
+            elif not payload.keys() <= self._input_by_name.keys() or not payload:
+                raise BadInput('send {"data": [[...]]}, {"input_data": ...} or '
+                               '{"inputs": {"<input name>": ...}}; this model takes inputs: '
+                               + ", ".join(f"{i.name} ({i.describe()})" for i in self.inputs))
+        if isinstance(value, dict):
+            unknown = sorted(value.keys() - self._input_by_name.keys())
+            if unknown:
+                raise BadInput(f"unknown input(s) {', '.join(map(repr, unknown))}; this model takes: "
+                               + ", ".join(f"{i.name} ({i.describe()})" for i in self.inputs))
+            return value
+        if len(self.inputs) != 1:
+            raise BadInput(f"this model takes {len(self.inputs)} inputs "
+                           f"({', '.join(i.name for i in self.inputs)}): send "
+                           '{"inputs": {"<input name>": ...}} with each of them')
+        return {self.inputs[0].name: value}
+
+    def feeds(self, values: dict[str, Any]) -> dict[str, np.ndarray]:
+        missing = [i.name for i in self.inputs if i.name not in values]
+        if missing:
+            raise BadInput(f"missing input(s) {', '.join(map(repr, missing))}")
+        return {name: self.tensor(self._input_by_name[name], value) for name, value in values.items()}
+
+    @staticmethod
+    def tensor(sig: TensorSig, value: Any) -> np.ndarray:
+        def refuse(why: str) -> BadInput:
+            return BadInput(f"input {sig.name!r} expects {sig.describe()}; got {why}")
+
+        if sig.dtype is None:
+            raise refuse(f"a value, but this model input ({sig.type}) can't be sent as JSON")
+        try:
+            arr = np.asarray(value, dtype=sig.dtype) if sig.dtype is not np.object_ \
+                else np.asarray(value, dtype=str).astype(object)
+        except (ValueError, TypeError):
+            raise refuse(_describe(value)) from None
+        if arr.ndim != len(sig.shape) or any(
+                isinstance(want, int) and want != got for want, got in zip(sig.shape, arr.shape, strict=False)):
+            raise refuse(f"{_describe(value)}")
+        return arr
+
+    def predict(self, payload: Any) -> Any:
+        """Azure-style: one output → its values; several → {output name: values}."""
+        results = self.session.run(None, self.feeds(self.named_values(payload)))
+        encoded = [r.tolist() if isinstance(r, np.ndarray) else r for r in results]
+        if len(encoded) == 1:
+            return encoded[0]
+        return {o.name: v for o, v in zip(self.outputs, encoded, strict=True)}
+
+    # -- Open Inference Protocol -----------------------------------------------------------
+
+    def infer_v2(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        tensors = request.get("inputs")
+        if not isinstance(tensors, list):
+            raise BadInput('"inputs" must be a list of tensors {"name", "shape", "datatype", "data"}')
+        values: dict[str, Any] = {}
+        for t in tensors:
+            if not isinstance(t, dict) or not {"name", "shape", "data"} <= t.keys():
+                raise BadInput('each input tensor needs "name", "shape", "datatype" and "data"')
+            sig = self._input_by_name.get(t["name"])
+            if sig is None:
+                raise BadInput(f"unknown input {t['name']!r}; this model takes: "
+                               + ", ".join(i.name for i in self.inputs))
+            if t.get("datatype") and t["datatype"] != sig.datatype:
+                raise BadInput(f"input {sig.name!r} expects datatype {sig.datatype}; got {t['datatype']}")
+            try:
+                values[sig.name] = np.asarray(t["data"], dtype=sig.dtype).reshape(t["shape"])
+            except (ValueError, TypeError):
+                raise BadInput(f"input {sig.name!r}: data does not fit shape {t['shape']} "
+                               f"as {sig.datatype}") from None
+        wanted = [o["name"] for o in request.get("outputs") or []] or [o.name for o in self.outputs]
+        known = {o.name: o for o in self.outputs}
+        for name in wanted:
+            if name not in known:
+                raise BadInput(f"unknown output {name!r}; this model has: {', '.join(known)}")
+        results = self.session.run(wanted, self.feeds(values))
+        out = []
+        for name, r in zip(wanted, results, strict=True):
+            arr = np.asarray(r)
+            out.append({"name": name, "datatype": known[name].datatype, "shape": list(arr.shape),
+                        "data": arr.ravel().tolist()})
+        return out
+
+
+def _describe(value: Any) -> str:
+    """'shape [2, 3] of int' style description of what arrived in a request."""
+    shape: list[int] = []
+    probe = value
+    while isinstance(probe, list):
+        shape.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    kind = type(probe).__name__ if not isinstance(probe, list) else "nothing"
+    rows = value if isinstance(value, list) else []
+    lengths = {len(r) if isinstance(r, list) else -1 for r in rows}
+    ragged = " (rows of different lengths)" if len(lengths) > 1 else ""
+    return f"shape [{', '.join(map(str, shape))}] of {kind}{ragged}"

@@ -1,0 +1,1 @@
+"""`appliance up`: the Litestar app, control API handlers, start-up reconcile, graceful shutdown."""

@@ -1,0 +1,200 @@
+"""The control API (`/api/v1`), a Litestar app. Handlers are thin: parse, call `Control`, view."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from litestar import Litestar, Request, Response, delete, get, post
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from msgspec import Struct
+
+import appliance
+from appliance.daemon import views
+from appliance.daemon.control import Control
+from appliance.specs import Document, ModelSpec, SpecError, parse
+
+log = logging.getLogger("appliance.api")
+
+
+class DocumentIn(Struct):
+    body: dict[str, Any]
+    source: str = "<request>"
+    base: str | None = None  # folder that relative paths are relative to; the source's by default
+
+
+class ApplyIn(Struct):
+    documents: list[DocumentIn]
+    create_only: bool = False
+    all_traffic: bool = False
+    wait: float = 120.0
+
+
+def _control(request: Request[Any, Any, Any]) -> Control:
+    return request.app.state.control
+
+
+def _base_url(request: Request[Any, Any, Any]) -> str:
+    return request.app.state.base_url
+
+
+def _parse(doc: DocumentIn) -> Document:
+    from pathlib import Path
+
+    return parse(doc.body, doc.source, Path(doc.base) if doc.base else None)
+
+
+@get("/health")
+async def health() -> dict[str, Any]:
+    return {"status": "ok", "version": appliance.__version__}
+
+
+@post("/apply", status_code=200)
+async def apply(request: Request[Any, Any, Any], data: ApplyIn) -> dict[str, Any]:
+    control = _control(request)
+    documents = await asyncio.to_thread(lambda: [_parse(d) for d in data.documents])
+    outcome = await control.apply(documents, create_only=data.create_only, all_traffic=data.all_traffic,
+                                  wait=data.wait)
+    deployments = [await _deployment_view(control, ep, name) for ep, name in outcome.deployments]
+    return {"applied": outcome.applied, "warnings": outcome.warnings, "deployments": deployments}
+
+
+# -- models and environments ------------------------------------------------------------------
+
+@get("/models")
+async def list_models(request: Request[Any, Any, Any], name: str | None = None) -> list[dict[str, Any]]:
+    records = await asyncio.to_thread(_control(request).registry.list_models, name)
+    return [views.model(r) for r in records]
+
+
+@get("/models/{name:str}")
+async def show_model(request: Request[Any, Any, Any], name: str, version: str | None = None) -> dict[str, Any]:
+    return views.model(await asyncio.to_thread(_control(request).registry.get_model, name, version))
+
+
+@post("/models", status_code=201)
+async def create_model(request: Request[Any, Any, Any], data: DocumentIn) -> dict[str, Any]:
+    doc = _parse(data)
+    if not isinstance(doc.spec, ModelSpec):
+        raise SpecError(f"expected a model, got a {doc.kind}", source=doc.source)
+    return views.model(await asyncio.to_thread(_control(request).register_model, doc.spec))
+
+
+@get("/environments")
+async def list_environments(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+    return [views.environment(r) for r in await asyncio.to_thread(_control(request).registry.list_environments)]
+
+
+@get("/environments/{name:str}")
+async def show_environment(request: Request[Any, Any, Any], name: str,
+                           version: str | None = None) -> dict[str, Any]:
+    return views.environment(await asyncio.to_thread(_control(request).registry.get_environment, name, version))
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+@get("/endpoints")
+async def list_endpoints(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+    records = await asyncio.to_thread(_control(request).registry.list_endpoints)
+    return [views.endpoint(r, _base_url(request)) for r in records]
+
+
+@get("/endpoints/{name:str}")
+async def show_endpoint(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+    rec = await asyncio.to_thread(_control(request).registry.get_endpoint, name)
+    return views.endpoint(rec, _base_url(request))
+
+
+@delete("/endpoints/{name:str}", status_code=200)
+async def delete_endpoint(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+    await _control(request).delete_endpoint(name)
+    return {"deleted": name}
+
+
+@post("/endpoints/{name:str}/credentials", status_code=200)
+async def credentials(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+    rec = await asyncio.to_thread(_control(request).registry.get_endpoint, name)
+    if rec.spec.auth_mode != "key":
+        raise SpecError(f"endpoint {name!r} uses auth_mode {rec.spec.auth_mode}; ask for a token instead",
+                        field="auth_mode")
+    return {"primaryKey": rec.primary_key, "secondaryKey": rec.secondary_key}
+
+
+# -- deployments -------------------------------------------------------------------------------
+
+async def _deployment_view(control: Control, endpoint: str, name: str) -> dict[str, Any]:
+    def read() -> tuple[Any, int]:
+        rec = control.registry.get_deployment(endpoint, name)
+        return rec, control.registry.get_endpoint(endpoint).spec.traffic.get(name, 0)
+
+    rec, traffic = await asyncio.to_thread(read)
+    return views.deployment(rec, control.supervisor.get(endpoint, name), traffic)
+
+
+@get("/endpoints/{endpoint:str}/deployments")
+async def list_deployments(request: Request[Any, Any, Any], endpoint: str) -> list[dict[str, Any]]:
+    control = _control(request)
+    records = await asyncio.to_thread(lambda: (control.registry.get_endpoint(endpoint),
+                                               control.registry.list_deployments(endpoint)))
+    ep, deployments = records
+    return [views.deployment(d, control.supervisor.get(endpoint, d.spec.name), ep.spec.traffic.get(d.spec.name, 0))
+            for d in deployments]
+
+
+@get("/endpoints/{endpoint:str}/deployments/{name:str}")
+async def show_deployment(request: Request[Any, Any, Any], endpoint: str, name: str) -> dict[str, Any]:
+    return await _deployment_view(_control(request), endpoint, name)
+
+
+@delete("/endpoints/{endpoint:str}/deployments/{name:str}", status_code=200)
+async def delete_deployment(request: Request[Any, Any, Any], endpoint: str, name: str) -> dict[str, Any]:
+    await _control(request).delete_deployment(endpoint, name)
+    return {"deleted": f"{endpoint}/{name}"}
+
+
+@get("/events")
+async def events(request: Request[Any, Any, Any], subject: str | None = None,
+                 limit: int = 100) -> list[dict[str, Any]]:
+    return [views.event(e) for e in await asyncio.to_thread(_control(request).registry.list_events, subject, limit)]
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+def _spec_error(_: Request[Any, Any, Any], exc: SpecError) -> Response[dict[str, Any]]:
+    return Response(exc.to_json(), status_code=exc.status)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    extra = exc.extra if isinstance(exc.extra, list | dict) else None
+    body: dict[str, Any] = {"message": exc.detail, "field": None}
+    if extra:
+        body["details"] = extra
+    return Response(body, status_code=exc.status_code)
+
+
+def _server_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    request_id = uuid.uuid4().hex
+    log.exception("request %s failed", request_id, exc_info=exc)
+    return Response({"message": f"internal error ({type(exc).__name__}); request id {request_id} is in the "
+                                "daemon log", "field": None, "request_id": request_id}, status_code=500)
+
+
+def create_app(control: Control, base_url: str, on_startup: list[Any], on_shutdown: list[Any]) -> Litestar:
+    from litestar import Router
+
+    api = Router("/api/v1", route_handlers=[
+        health, apply, list_models, show_model, create_model, list_environments, show_environment,
+        list_endpoints, show_endpoint, delete_endpoint, credentials, list_deployments, show_deployment,
+        delete_deployment, events])
+    app = Litestar(
+        route_handlers=[api], on_startup=on_startup, on_shutdown=on_shutdown,
+        exception_handlers={SpecError: _spec_error, HTTPException: _http_error, Exception: _server_error},
+        openapi_config=OpenAPIConfig(title="appliance control API", version=appliance.__version__,
+                                     path="/api/v1/schema"),
+        logging_config=None)
+    app.state.control = control
+    app.state.base_url = base_url
+    return app

@@ -1,0 +1,361 @@
+"""Control-plane operations, independent of HTTP: apply documents, create and delete, restore.
+
+Each write runs in a worker thread as one registry transaction (a failed apply stores nothing,
+and artifacts it copied are removed); then the runtime and the routing table follow the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, ModelRecord, Registry
+from appliance.router import EndpointRoute, RoutingTable
+from appliance.runtime import LaunchPlan, Supervisor
+from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
+from appliance.specs import (
+    Conflict,
+    Document,
+    EnvironmentSpec,
+    ModelSpec,
+    OnlineDeploymentSpec,
+    OnlineEndpointSpec,
+    SpecError,
+    split_ref,
+)
+from appliance.specs import traffic as traffic_rules
+
+ORDER = {"environment": 0, "model": 1, "online_endpoint": 2, "online_deployment": 3}
+
+
+@dataclass
+class Outcome:
+    """What an apply did, for the CLI to print."""
+
+    applied: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    deployments: list[tuple[str, str]] = field(default_factory=list)  # to (re)start
+    endpoints: set[str] = field(default_factory=set)  # whose routing changed
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def model_signature(path: Path) -> tuple[str, dict[str, Any] | None]:
+    """(framework, signature): ONNX when the path holds exactly one .onnx file."""
+    try:
+        onnx_file = find_onnx_file(path)
+    except FileNotFoundError:
+        return "custom", None
+    try:
+        model = OnnxModel(onnx_file, provider_choice="cpu")
+    except Exception as exc:
+        raise SpecError(f"{onnx_file} is not a model onnxruntime can load: {exc}", field="path") from None
+    return "onnx", model.signature()
+
+
+class Control:
+    def __init__(self, registry: Registry, supervisor: Supervisor, table: RoutingTable) -> None:
+        self.registry = registry
+        self.supervisor = supervisor
+        self.table = table
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def _atomic(self) -> Iterator[list[str]]:
+        """One registry transaction; artifacts first stored inside it are removed if it fails."""
+        created: list[str] = []
+        try:
+            with self.registry.transaction():
+                yield created
+        except BaseException:
+            for digest in created:
+                self.registry.artifacts.discard(digest)
+            raise
+
+    def _artifact(self, path: str, created: list[str]) -> tuple[str, str]:
+        art = self.registry.put_artifact(Path(path))
+        if art.created:
+            created.append(art.digest)
+        return art.digest, art.name
+
+    # -- apply --------------------------------------------------------------------------------
+
+    async def apply(self, documents: list[Document], *, create_only: bool = False,
+                    all_traffic: bool = False, wait: float = 0.0) -> Outcome:
+        outcome = await asyncio.to_thread(self._apply_sync, documents, create_only, all_traffic)
+        await self.converge(outcome.deployments, outcome.endpoints, wait)
+        return outcome
+
+    def _apply_sync(self, documents: list[Document], create_only: bool, all_traffic: bool) -> Outcome:
+        outcome = Outcome(warnings=[w for d in documents for w in d.warnings])
+        docs = sorted(documents, key=lambda d: ORDER[d.kind])
+        traffic_docs: list[OnlineEndpointSpec] = []
+        with self._atomic() as created:
+            for doc in docs:
+                try:
+                    if doc.kind == "model":
+                        rec = self._register_model(doc.spec, None, created)
+                        outcome.applied.append({"kind": "model", "name": rec.name, "version": rec.version})
+                    elif doc.kind == "environment":
+                        env = self._register_environment(doc.spec, None)
+                        outcome.applied.append({"kind": "environment", "name": env.name, "version": env.version})
+                    elif doc.kind == "online_endpoint":
+                        self._put_endpoint(doc.spec, create_only)
+                        outcome.endpoints.add(doc.spec.name)
+                        if doc.spec.traffic or doc.spec.mirror_traffic:
+                            traffic_docs.append(doc.spec)
+                        outcome.applied.append({"kind": "online_endpoint", "name": doc.spec.name})
+                    else:
+                        dep = self._put_deployment(doc.spec, create_only, created)
+                        outcome.deployments.append(dep.key)
+                        outcome.endpoints.add(dep.spec.endpoint_name)
+                        outcome.applied.append({"kind": "online_deployment", "name": dep.spec.name,
+                                                "endpoint": dep.spec.endpoint_name,
+                                                "model": dep.spec.model})
+                except SpecError as exc:
+                    exc.source = exc.source or doc.source
+                    raise
+            for spec in traffic_docs:
+                self._set_traffic(spec.name, spec.traffic or None, spec.mirror_traffic or None)
+            for endpoint, name in outcome.deployments:
+                self._default_traffic(endpoint, name, all_traffic, outcome)
+        return outcome
+
+    # -- models and environments --------------------------------------------------------------
+
+    def _register_model(self, spec: ModelSpec, default_name: str | None, created: list[str]) -> ModelRecord:
+        name = spec.name or default_name
+        if name is None:
+            raise SpecError("a model needs a name", field="name")
+        assert spec.path
+        digest, _ = self._artifact(spec.path, created)
+        framework, signature = model_signature(Path(spec.path))
+        if spec.framework == "custom":
+            framework = "custom"
+        elif spec.framework == "onnx" and framework != "onnx":
+            raise SpecError(f"framework is onnx but {spec.path!r} holds no single .onnx file", field="framework")
+        existing = self.registry.find_model(name, spec.version)
+        if existing is not None:
+            if existing.digest == digest:
+                return existing  # applying the same files again changes nothing
+            if spec.version is not None:
+                raise Conflict(f"model {name!r} version {spec.version!r} already exists with other content; "
+                               "give a new version, or leave version out to get the next one", field="version")
+        version = spec.version or self.registry.next_model_version(name)
+        rec = self.registry.add_model(name=name, version=version, type=spec.type, framework=framework,
+                                      digest=digest, signature=signature, tags=spec.tags,
+                                      description=spec.description)
+        self.registry.add_event("model.created", f"{name}:{version}", digest=digest, framework=framework)
+        return rec
+
+    def _register_environment(self, spec: EnvironmentSpec, default_name: str | None) -> EnvironmentRecord:
+        name = spec.name or default_name
+        if name is None:
+            raise SpecError("an environment needs a name", field="name")
+        content = msgspec.structs.replace(spec, name=None, version=None, description="", tags={})
+        digest = hashlib.sha256(msgspec.json.encode(content, order="sorted")).hexdigest()
+        existing = self.registry.find_environment(name, spec.version)
+        if existing is not None:
+            if existing.digest == digest:
+                return existing
+            if spec.version is not None:
+                raise Conflict(f"environment {name!r} version {spec.version!r} already exists with another "
+                               "definition; give a new version, or leave version out", field="version")
+        version = spec.version or self.registry.next_environment_version(name)
+        rec = self.registry.add_environment(msgspec.structs.replace(spec, name=name, version=version), digest)
+        self.registry.add_event("environment.created", f"{name}:{version}", digest=digest)
+        return rec
+
+    def register_model(self, spec: ModelSpec) -> ModelRecord:
+        with self._atomic() as created:
+            return self._register_model(spec, None, created)
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def _put_endpoint(self, spec: OnlineEndpointSpec, create_only: bool) -> EndpointRecord:
+        existing = self.registry.find_endpoint(spec.name)
+        if existing is None:
+            stored = msgspec.structs.replace(spec, traffic={}, mirror_traffic={})
+            rec = self.registry.put_endpoint(stored, new_key(), new_key())
+            self.registry.add_event("endpoint.created", spec.name, auth_mode=spec.auth_mode)
+            return rec
+        if create_only:
+            raise Conflict(f"online endpoint {spec.name!r} already exists; use `appliance apply` or "
+                           "`appliance endpoint update` to change it", field="name")
+        stored = msgspec.structs.replace(spec, traffic=existing.spec.traffic,
+                                         mirror_traffic=existing.spec.mirror_traffic)
+        if stored != existing.spec:
+            self.registry.add_event("endpoint.updated", spec.name)
+        return self.registry.put_endpoint(stored, existing.primary_key, existing.secondary_key)
+
+    def _set_traffic(self, endpoint: str, traffic: dict[str, int] | None,
+                     mirror: dict[str, int] | None) -> EndpointRecord:
+        rec = self.registry.get_endpoint(endpoint)
+        new_traffic = dict(traffic) if traffic is not None else dict(rec.spec.traffic)
+        new_mirror = dict(mirror) if mirror is not None else dict(rec.spec.mirror_traffic)
+        names = [d.spec.name for d in self.registry.list_deployments(endpoint)]
+        traffic_rules.check(new_traffic, new_mirror, names)
+        new_mirror = {k: v for k, v in new_mirror.items() if v > 0}  # green=0 turns mirroring off
+        spec = msgspec.structs.replace(rec.spec, traffic=new_traffic, mirror_traffic=new_mirror)
+        if spec != rec.spec:
+            self.registry.add_event("traffic.changed", endpoint, traffic=new_traffic, mirror_traffic=new_mirror,
+                                    before={"traffic": rec.spec.traffic, "mirror_traffic": rec.spec.mirror_traffic})
+        return self.registry.put_endpoint(spec, rec.primary_key, rec.secondary_key)
+
+    def _default_traffic(self, endpoint: str, name: str, all_traffic: bool, outcome: Outcome) -> None:
+        """`--all-traffic`, and Azure local's rule: an endpoint's only deployment takes all traffic."""
+        rec = self.registry.get_endpoint(endpoint)
+        deployments = self.registry.list_deployments(endpoint)
+        if all_traffic or (len(deployments) == 1 and sum(rec.spec.traffic.values()) == 0):
+            self._set_traffic(endpoint, {d.spec.name: 100 if d.spec.name == name else 0 for d in deployments},
+                              None)
+            outcome.applied.append({"kind": "traffic", "name": endpoint, "traffic": {name: 100}})
+
+    # -- deployments ---------------------------------------------------------------------------
+
+    def _put_deployment(self, spec: OnlineDeploymentSpec, create_only: bool,
+                        created: list[str]) -> DeploymentRecord:
+        endpoint = self.registry.get_endpoint(spec.endpoint_name)
+        existing = self.registry.find_deployment(endpoint.name, spec.name)
+        if existing is not None and create_only:
+            raise Conflict(f"deployment {spec.name!r} already exists on endpoint {endpoint.name!r}; use "
+                           "`appliance apply` or `appliance deployment update` to change it", field="name")
+        default_name = f"{spec.endpoint_name}-{spec.name}"
+        model = self._resolve_model(spec.model, default_name, created)
+        environment = self._resolve_environment(spec.environment, default_name)
+        code_digest = None
+        if spec.code_configuration is not None:
+            raise SpecError("deployments with a scoring script (code_configuration) are not supported by this "
+                            "build yet; deploy an ONNX model without code_configuration",
+                            field="code_configuration")
+        if model is None or model.framework != "onnx":
+            what = f"model {model.name}:{model.version}" if model else "no model"
+            raise SpecError(f"{what} is not an ONNX model, so this deployment needs a code_configuration "
+                            "with a scoring_script", field="code_configuration")
+        stored = msgspec.structs.replace(
+            spec, model=model.ref if model else None, environment=environment.ref if environment else None)
+        if existing is None or existing.spec != stored or existing.code_digest != code_digest:
+            kind = "deployment.created" if existing is None else "deployment.updated"
+            self.registry.add_event(kind, f"{spec.endpoint_name}/{spec.name}", model=stored.model,
+                                    instance_count=spec.instance_count)
+        return self.registry.put_deployment(stored, code_digest)
+
+    def _resolve_model(self, ref: str | ModelSpec | None, default_name: str,
+                       created: list[str]) -> ModelRecord | None:
+        if ref is None:
+            return None
+        if isinstance(ref, ModelSpec):
+            return self._register_model(ref, default_name, created)
+        if ref.startswith("azureml:"):
+            name, version = split_ref(ref, "model")
+            return self.registry.get_model(name, version)
+        return self._register_model(ModelSpec(path=ref), default_name, created)
+
+    def _resolve_environment(self, ref: str | EnvironmentSpec | None,
+                             default_name: str) -> EnvironmentRecord | None:
+        if ref is None:
+            return None
+        if isinstance(ref, EnvironmentSpec):
+            return self._register_environment(ref, default_name)
+        name, version = split_ref(ref, "environment")
+        return self.registry.get_environment(name, version)
+
+    async def delete_deployment(self, endpoint: str, name: str) -> None:
+        def remove() -> None:
+            with self._atomic():
+                rec = self.registry.get_endpoint(endpoint)
+                self.registry.get_deployment(endpoint, name)
+                live = rec.spec.traffic.get(name, 0)
+                if live > 0:
+                    raise Conflict(f"deployment {name!r} takes {live}% of live traffic on {endpoint!r}; move its "
+                                   f"traffic first: appliance endpoint update {endpoint} --traffic ...",
+                                   field="traffic")
+                traffic = {k: v for k, v in rec.spec.traffic.items() if k != name}
+                mirror = {k: v for k, v in rec.spec.mirror_traffic.items() if k != name}
+                self.registry.put_endpoint(
+                    msgspec.structs.replace(rec.spec, traffic=traffic, mirror_traffic=mirror),
+                    rec.primary_key, rec.secondary_key)
+                self.registry.delete_deployment(endpoint, name)
+                self.registry.add_event("deployment.deleted", f"{endpoint}/{name}")
+
+        await asyncio.to_thread(remove)
+        self.refresh_route(endpoint)
+        await self.supervisor.remove(endpoint, name)
+
+    async def delete_endpoint(self, name: str) -> None:
+        def remove() -> list[str]:
+            with self._atomic():
+                self.registry.get_endpoint(name)
+                deployments = [d.spec.name for d in self.registry.list_deployments(name)]
+                self.registry.delete_endpoint(name)
+                self.registry.add_event("endpoint.deleted", name, deployments=deployments)
+                return deployments
+
+        deployments = await asyncio.to_thread(remove)
+        self.table.remove(name)
+        await asyncio.gather(*(self.supervisor.remove(name, d) for d in deployments))
+
+    # -- runtime ------------------------------------------------------------------------------
+
+    def plan(self, rec: DeploymentRecord) -> LaunchPlan:
+        spec = rec.spec
+        model_name = model_version = model_dir = None
+        if isinstance(spec.model, str):
+            name, version = split_ref(spec.model, "model")
+            model = self.registry.get_model(name, version)
+            model_name, model_version = model.name, model.version
+            model_dir = str(self.registry.artifacts.path(model.digest))
+        return LaunchPlan(
+            endpoint=spec.endpoint_name, deployment=spec.name, instance_count=spec.instance_count,
+            model_name=model_name, model_version=model_version, model_dir=model_dir,
+            environment_variables=tuple(sorted(spec.environment_variables.items())),
+            request_settings=spec.request_settings, liveness_probe=spec.liveness_probe,
+            readiness_probe=spec.readiness_probe)
+
+    def refresh_route(self, endpoint: str) -> None:
+        """Rebuild one endpoint's routing from the registry and the supervisor."""
+        rec = self.registry.find_endpoint(endpoint)
+        if rec is None:
+            self.table.remove(endpoint)
+            return
+        deployments = {}
+        for dep in self.registry.list_deployments(endpoint):
+            runtime = self.supervisor.get(endpoint, dep.spec.name)
+            if runtime is not None:
+                deployments[dep.spec.name] = runtime
+        self.table.put(EndpointRoute(
+            name=endpoint, auth_mode=rec.spec.auth_mode,
+            keys=(rec.primary_key.encode(), rec.secondary_key.encode()),
+            traffic=dict(rec.spec.traffic), mirror_traffic=dict(rec.spec.mirror_traffic),
+            deployments=deployments))
+
+    async def converge(self, deployments: list[tuple[str, str]], endpoints: set[str], wait: float) -> None:
+        """Bring instances in line with the registry, then routing. New deployments start at once
+        (and are waited for up to `wait` seconds); changed ones are replaced before this returns."""
+        plans = [self.plan(self.registry.get_deployment(ep, name)) for ep, name in deployments]
+        fresh = [p for p in plans if self.supervisor.get(*p.key) is None]
+        for plan in fresh:  # runtimes exist before routing refers to them
+            await self.supervisor.apply(plan)
+        for endpoint in endpoints:
+            self.refresh_route(endpoint)
+        await asyncio.gather(*(self.supervisor.apply(p) for p in plans if p not in fresh))
+        if wait > 0:
+            runtimes = [self.supervisor.get(*p.key) for p in fresh]
+            await asyncio.gather(*(r.wait_settled(wait) for r in runtimes if r))
+
+    async def restore(self) -> None:
+        """At start-up: every endpoint and deployment in the registry, back to serving."""
+        records = await asyncio.to_thread(self.registry.list_deployments)
+        endpoints = {e.name for e in await asyncio.to_thread(self.registry.list_endpoints)}
+        await self.converge([r.key for r in records], endpoints, wait=0)

@@ -1,0 +1,72 @@
+"""`appliance up`: assemble the parts, restore state, serve until SIGINT/SIGTERM, shut down cleanly."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+from appliance.daemon.api import create_app
+from appliance.daemon.asgi import Dispatcher
+from appliance.daemon.control import Control
+from appliance.home import Home, HomeBusy
+from appliance.registry import Registry
+from appliance.router import DataPlane, RoutingTable
+from appliance.runtime import Supervisor
+
+log = logging.getLogger("appliance")
+
+
+def _logging(home: Home) -> None:
+    home.logs.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(home.logs / "daemon.log")):
+        handler.setFormatter(fmt)
+        logging.getLogger("appliance").addHandler(handler)
+    logging.getLogger("appliance").setLevel(logging.INFO)
+
+
+def serve(root: Path, host: str = "127.0.0.1", port: int = 8080) -> int:
+    home = Home(root)
+    try:
+        home.lock()
+    except HomeBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    _logging(home)
+    token = home.admin_token()
+    registry = Registry(home.root)
+    run_dir = Path(tempfile.mkdtemp(prefix="appliance-"))  # short: Unix socket paths max out at 107 bytes
+    supervisor = Supervisor(run_dir, home.logs)
+    table = RoutingTable()
+    control = Control(registry, supervisor, table)
+    base_url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+
+    async def startup() -> None:
+        await control.restore()
+        home.announce(base_url)
+        log.info("serving %s (home %s); endpoints at %s/endpoints/<name>/score", base_url, home.root, base_url)
+
+    async def shutdown() -> None:
+        log.info("shutting down: stopping instances")
+        await supervisor.stop_all()
+        registry.close()
+        home.release()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log.info("stopped")
+
+    app = create_app(control, base_url, [startup], [shutdown])
+    config = uvicorn.Config(Dispatcher(app, DataPlane(table), token, host), host=host, port=port,
+                            lifespan="on", http="httptools", loop="uvloop", access_log=False,
+                            log_level="warning", timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        home.release()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return 0 if server.started else 1

@@ -1,0 +1,103 @@
+"""One `process` instance: a child running `python -m appliance.scoring` on a Unix socket, with its
+stdout and stderr copied, timestamped, into the instance's log file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from appliance.runtime.plan import LaunchPlan
+from appliance.runtime.transport import UnixClient
+
+TAIL_LINES = 40
+
+
+class ProcessInstance:
+    def __init__(self, name: str, index: int, plan: LaunchPlan, socket: Path, log: Path) -> None:
+        self.name = name
+        self.index = index
+        self.plan = plan
+        self.socket = socket
+        self.log = log
+        self.client = UnixClient(str(socket))
+        self.proc: asyncio.subprocess.Process | None = None
+        self.tail: list[str] = []  # last lines of output, for error reports
+        self._pumps: list[asyncio.Task[None]] = []
+
+    def environment(self) -> dict[str, str]:
+        plan = self.plan
+        env = dict(os.environ)
+        env.update(plan.environment_variables)
+        env["PYTHONUNBUFFERED"] = "1"
+        if plan.model_dir:
+            env["AZUREML_MODEL_DIR"] = plan.model_dir
+        if plan.code_dir:
+            env["AML_APP_ROOT"] = plan.code_dir
+        if plan.scoring_script:
+            env["AZUREML_ENTRY_SCRIPT"] = plan.scoring_script
+        env["APPLIANCE_MODEL_NAME"] = plan.model_name or plan.deployment
+        env["APPLIANCE_MODEL_VERSION"] = plan.model_version or "1"
+        env["APPLIANCE_INSTANCE"] = self.name
+        return env
+
+    async def start(self) -> None:
+        self.socket.unlink(missing_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = await asyncio.create_subprocess_exec(
+            self.plan.python or sys.executable, "-m", "appliance.scoring", "--socket", str(self.socket),
+            env=self.environment(), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        assert self.proc.stdout and self.proc.stderr
+        self._pumps = [asyncio.create_task(self._pump(self.proc.stdout, "stdout")),
+                       asyncio.create_task(self._pump(self.proc.stderr, "stderr"))]
+
+    async def _pump(self, stream: asyncio.StreamReader, tag: str) -> None:
+        with self.log.open("a", buffering=1) as out:
+            while line := await stream.readline():
+                text = line.decode(errors="replace").rstrip("\n")
+                stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                out.write(f"{stamp} {tag} {text}\n")
+                self.tail = [*self.tail[-(TAIL_LINES - 1):], text]
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def wait(self) -> int:
+        assert self.proc
+        code = await self.proc.wait()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        return code
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self.client.close()
+        if self.running:
+            assert self.proc
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.wait()
+        self.socket.unlink(missing_ok=True)
+
+    async def probe(self, timeout: float) -> bool:
+        """Azure's liveness/readiness route: `GET /` answers 200 when the worker serves."""
+        if not self.running or not self.socket.exists():
+            return False
+        try:
+            response = await asyncio.wait_for(self.client.request("GET", "/"), timeout)
+        except (OSError, TimeoutError):
+            return False
+        return response.status == 200

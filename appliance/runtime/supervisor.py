@@ -1,0 +1,282 @@
+"""The supervisor: keeps each deployment's instances running, ready and replaced safely.
+
+An `Instance` owns one backend (a `ProcessInstance` today) and a lifecycle task: start, wait for
+readiness, watch liveness, restart with exponential backoff; a worker that keeps dying before it
+is ready is marked failed with the tail of its output instead of looping silently.
+A `DeploymentRuntime` keeps the `ready` list the router reads, and replaces instances one group at
+a time: the new ones are ready before the old ones are drained and stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from appliance.runtime.plan import LaunchPlan
+from appliance.runtime.process import ProcessInstance
+
+log = logging.getLogger("appliance.runtime")
+
+MAX_START_FAILURES = 3
+POLL = 0.02  # readiness polling while an instance starts (s)
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+
+
+class Instance:
+    def __init__(self, backend: ProcessInstance, on_change: Callable[[], None]) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.state = "starting"  # starting | ready | unhealthy | restarting | failed | stopped
+        self.error: str | None = None
+        self.provider: str | None = None
+        self.outstanding = 0  # requests in flight, kept by the router
+        self.restarts = 0
+        self.started_at = time.time()
+        self.settled = asyncio.Event()  # ready once, or failed
+        self._on_change = on_change
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def client(self) -> Any:
+        return self.backend.client
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._lifecycle(), name=f"instance {self.name}")
+
+    def _set(self, state: str, error: str | None = None) -> None:
+        if state != self.state or error != self.error:
+            self.state, self.error = state, error
+            self._on_change()
+        if state in ("ready", "failed"):
+            self.settled.set()
+
+    async def _lifecycle(self) -> None:
+        plan = self.backend.plan
+        start_failures = 0
+        backoff = BACKOFF_FIRST
+        while not self._stopping:
+            self.started_at = time.time()
+            try:
+                await self.backend.start()
+            except OSError as exc:
+                self._set("failed", f"cannot start the worker: {exc}")
+                return
+            if await self._wait_ready(plan):
+                start_failures, backoff = 0, BACKOFF_FIRST
+                await self._read_info()
+                self._set("ready")
+                reason = await self._watch(plan)
+            else:
+                start_failures += 1
+                reason = "never became ready"
+            if self._stopping:
+                return
+            code = self.backend.proc.returncode if self.backend.proc else None
+            if self.backend.running:  # unresponsive: replace it
+                await self.backend.stop(grace=1.0)
+            tail = "\n".join(self.backend.tail[-10:])
+            why = f"worker {reason} (exit code {code})" + (f":\n{tail}" if tail else "")
+            if start_failures >= MAX_START_FAILURES:
+                self._set("failed", why)
+                return
+            self.restarts += 1
+            log.warning("instance %s: %s; restarting in %.1fs", self.name, why, backoff)
+            self._set("restarting", why)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _wait_ready(self, plan: LaunchPlan) -> bool:
+        probe = plan.readiness_probe
+        deadline = time.monotonic() + probe.initial_delay + probe.period * probe.failure_threshold
+        while time.monotonic() < deadline and not self._stopping:
+            if not self.backend.running:
+                await self.backend.wait()
+                return False
+            if await self.backend.probe(probe.timeout):
+                return True
+            await asyncio.sleep(POLL)
+        return False
+
+    async def _watch(self, plan: LaunchPlan) -> str:
+        """Until the worker exits or fails its liveness probe `failure_threshold` times in a row."""
+        probe = plan.liveness_probe
+        assert self.backend.proc
+        exited = asyncio.create_task(self.backend.wait())
+        failures = 0
+        try:
+            while True:
+                done, _ = await asyncio.wait({exited}, timeout=probe.period)
+                if done:
+                    return "exited"
+                if await self.backend.probe(probe.timeout):
+                    failures = 0
+                    self._set("ready")
+                else:
+                    failures += 1
+                    self._set("unhealthy", f"liveness probe failed {failures} time(s)")
+                    if failures >= probe.failure_threshold:
+                        return f"failed its liveness probe {failures} times"
+        finally:
+            if not exited.done():
+                exited.cancel()
+
+    async def _read_info(self) -> None:
+        with contextlib.suppress(Exception):
+            response = await self.backend.client.request("GET", "/appliance/info")
+            if response.status == 200:
+                self.provider = msgspec.json.decode(response.body).get("provider")
+
+    async def stop(self, drain: float = 0.0) -> None:
+        """Stop taking requests, wait up to `drain` seconds for those in flight, then stop."""
+        self._stopping = True
+        deadline = time.monotonic() + drain
+        while self.outstanding and time.monotonic() < deadline:
+            await asyncio.sleep(POLL)
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.backend.stop()
+        self._set("stopped")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "pid": self.backend.pid, "provider": self.provider,
+                "restarts": self.restarts, "outstanding": self.outstanding, "error": self.error,
+                "log": str(self.backend.log)}
+
+
+class DeploymentRuntime:
+    def __init__(self, plan: LaunchPlan, supervisor: Supervisor) -> None:
+        self.plan = plan
+        self.instances: list[Instance] = []
+        self.ready: list[Instance] = []  # what the router sends requests to
+        self.error: str | None = None
+        self.updating = False
+        self._sup = supervisor
+        self._lock = asyncio.Lock()
+
+    def _refresh(self) -> None:
+        self.ready = [i for i in self.instances if i.state == "ready"]
+
+    def _spawn(self, plan: LaunchPlan) -> Instance:
+        instance = Instance(self._sup.backend(plan), self._refresh)
+        instance.start()
+        return instance
+
+    @property
+    def state(self) -> str:
+        """Azure's provisioning states: Creating, Updating, Succeeded, Failed."""
+        if self.updating:
+            return "Updating"
+        states = {i.state for i in self.instances}
+        if self.error or (states and states <= {"failed"}):
+            return "Failed"
+        if states and states <= {"ready"}:
+            return "Succeeded"
+        return "Creating"
+
+    async def apply(self, plan: LaunchPlan) -> None:
+        async with self._lock:
+            if not self.instances:
+                self.plan = plan
+                self.instances = [self._spawn(plan) for _ in range(plan.instance_count)]
+                self._refresh()
+            elif plan.same_instances(self.plan):
+                await self._scale(plan)
+            else:
+                await self._replace(plan)
+
+    async def _scale(self, plan: LaunchPlan) -> None:
+        extra = plan.instance_count - len(self.instances)
+        self.plan = plan
+        if extra > 0:
+            added = [self._spawn(plan) for _ in range(extra)]
+            self.instances += added
+            await asyncio.gather(*(i.settled.wait() for i in added))
+        elif extra < 0:
+            removed, self.instances = self.instances[extra:], self.instances[:extra]
+            self._refresh()
+            await asyncio.gather(*(i.stop(drain=self._drain_seconds()) for i in removed))
+        self._refresh()
+
+    async def _replace(self, plan: LaunchPlan) -> None:
+        """New instances first; traffic moves once every one is ready; then the old ones drain."""
+        self.updating, self.error = True, None
+        try:
+            fresh = [self._spawn(plan) for _ in range(plan.instance_count)]
+            await asyncio.gather(*(i.settled.wait() for i in fresh))
+            failed = [i for i in fresh if i.state != "ready"]
+            if failed:
+                await asyncio.gather(*(i.stop() for i in fresh))
+                self.error = f"update failed, still serving the previous version: {failed[0].error}"
+                return
+            old, self.instances, self.plan = self.instances, fresh, plan
+            self._refresh()
+            await asyncio.gather(*(i.stop(drain=self._drain_seconds()) for i in old))
+        finally:
+            self.updating = False
+
+    def _drain_seconds(self) -> float:
+        return self.plan.request_settings.request_timeout_ms / 1000
+
+    async def wait_settled(self, timeout: float) -> bool:
+        """Until every instance is ready or failed (or the timeout)."""
+        try:
+            await asyncio.wait_for(asyncio.gather(*(i.settled.wait() for i in self.instances)), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        instances, self.instances = self.instances, []
+        self._refresh()
+        await asyncio.gather(*(i.stop(drain=self._drain_seconds()) for i in instances))
+
+    def describe(self) -> dict[str, Any]:
+        providers = sorted({i.provider for i in self.instances if i.provider})
+        return {"provisioning_state": self.state, "error": self.error,
+                "provider": ", ".join(providers) or None,
+                "instances": [i.describe() for i in self.instances]}
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path, logs_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.logs_dir = logs_dir
+        self.deployments: dict[tuple[str, str], DeploymentRuntime] = {}
+        self._counter = itertools.count()
+
+    def backend(self, plan: LaunchPlan) -> ProcessInstance:
+        n = next(self._counter)
+        name = f"{plan.deployment}-{n}"
+        return ProcessInstance(name, n, plan, self.run_dir / f"i{n}.sock",
+                               self.logs_dir / plan.endpoint / plan.deployment / f"{name}.log")
+
+    def get(self, endpoint: str, deployment: str) -> DeploymentRuntime | None:
+        return self.deployments.get((endpoint, deployment))
+
+    async def apply(self, plan: LaunchPlan) -> DeploymentRuntime:
+        runtime = self.deployments.get(plan.key)
+        if runtime is None:
+            runtime = self.deployments[plan.key] = DeploymentRuntime(plan, self)
+        await runtime.apply(plan)
+        return runtime
+
+    async def remove(self, endpoint: str, deployment: str) -> None:
+        runtime = self.deployments.pop((endpoint, deployment), None)
+        if runtime:
+            await runtime.stop()
+
+    async def stop_all(self) -> None:
+        runtimes = list(self.deployments.values())
+        self.deployments.clear()
+        await asyncio.gather(*(r.stop() for r in runtimes))

@@ -1,0 +1,102 @@
+"""HTTP/1.1 over a worker's Unix socket, with keep-alive connections reused across requests.
+
+This is the router's hot path to an instance: asyncio streams plus httptools' response parser,
+no per-request client objects. httpx costs several hundred µs per request here; this costs tens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import httptools
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Headers
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+
+@dataclass
+class _Parsed:
+    headers: Headers = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
+    done: bool = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def roundtrip(self, request: bytes) -> tuple[Response, bool]:
+        self.writer.write(request)
+        parsed = _Parsed()
+        parser = httptools.HttpResponseParser(parsed)
+        while not parsed.done:
+            data = await self.reader.read(65536)
+            if not data:
+                raise ConnectionResetError("the worker closed the connection")
+            parser.feed_data(data)
+        response = Response(parser.get_status_code(), parsed.headers, b"".join(parsed.chunks))
+        return response, parser.should_keep_alive()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class UnixClient:
+    """A pool of keep-alive connections to one Unix socket."""
+
+    def __init__(self, path: str, max_idle: int = 64) -> None:
+        self.path = path
+        self.max_idle = max_idle
+        self._idle: list[_Connection] = []
+
+    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = ()) -> Response:
+        head = [f"{method} {target} HTTP/1.1\r\nhost: worker\r\ncontent-length: {len(body)}\r\n".encode()]
+        head += [k + b": " + v + b"\r\n" for k, v in headers]
+        request = b"".join(head) + b"\r\n" + body
+        # A pooled connection may have been closed by the worker meanwhile: retry once on a fresh one.
+        for attempt in (0, 1):
+            reused = bool(self._idle) and attempt == 0
+            conn = self._idle.pop() if reused else _Connection(*await asyncio.open_unix_connection(self.path))
+            try:
+                response, keep = await conn.roundtrip(request)
+            except (ConnectionError, httptools.HttpParserError):
+                conn.close()
+                if reused:
+                    continue
+                raise
+            except BaseException:  # cancelled (timeout) mid-request: the connection is in an unknown state
+                conn.close()
+                raise
+            if keep and len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+            else:
+                conn.close()
+            return response
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -26,6 +27,11 @@ from appliance.registry.records import (
     ModelRecord,
 )
 from appliance.specs import EnvironmentSpec, NotFound, OnlineDeploymentSpec, OnlineEndpointSpec
+
+
+def _now() -> datetime:
+    """UTC, naive: DuckDB's TIMESTAMPTZ would need the pytz module and the ICU extension."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _json(value: Any) -> str:
@@ -235,10 +241,11 @@ class Registry:
             f"SELECT {self._ENDPOINT_COLS} FROM online_endpoints ORDER BY name")]
 
     def put_endpoint(self, spec: OnlineEndpointSpec, primary_key: str, secondary_key: str) -> EndpointRecord:
-        self._exec("INSERT INTO online_endpoints (name, spec, primary_key, secondary_key) VALUES (?, ?, ?, ?) "
-                   "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, primary_key = excluded.primary_key, "
-                   "secondary_key = excluded.secondary_key, updated_at = current_timestamp::TIMESTAMP",
-                   [spec.name, _json(spec), primary_key, secondary_key])
+        self._exec("INSERT INTO online_endpoints (name, spec, primary_key, secondary_key, updated_at) "
+                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, "
+                   "primary_key = excluded.primary_key, secondary_key = excluded.secondary_key, "
+                   "updated_at = excluded.updated_at",
+                   [spec.name, _json(spec), primary_key, secondary_key, _now()])
         return self.get_endpoint(spec.name)
 
     def delete_endpoint(self, name: str) -> None:
@@ -275,10 +282,10 @@ class Registry:
                                                        [endpoint] if endpoint else [])]
 
     def put_deployment(self, spec: OnlineDeploymentSpec, code_digest: str | None) -> DeploymentRecord:
-        self._exec("INSERT INTO online_deployments (endpoint_name, name, spec, code_digest) VALUES (?, ?, ?, ?) "
-                   "ON CONFLICT (endpoint_name, name) DO UPDATE SET spec = excluded.spec, "
-                   "code_digest = excluded.code_digest, updated_at = current_timestamp::TIMESTAMP",
-                   [spec.endpoint_name, spec.name, _json(spec), code_digest])
+        self._exec("INSERT INTO online_deployments (endpoint_name, name, spec, code_digest, updated_at) "
+                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint_name, name) DO UPDATE SET spec = excluded.spec, "
+                   "code_digest = excluded.code_digest, updated_at = excluded.updated_at",
+                   [spec.endpoint_name, spec.name, _json(spec), code_digest, _now()])
         return self.get_deployment(spec.endpoint_name, spec.name)
 
     def delete_deployment(self, endpoint: str, name: str) -> None:

@@ -1,6 +1,6 @@
 """The declarative model: Azure ML CLI v2 entities, their parsing and validation, name rules."""
 
-from appliance.specs.documents import Document, load_file, parse, split_ref
+from appliance.specs.documents import Document, load_file, parse, read_yaml, split_ref
 from appliance.specs.entities import (
     CodeConfiguration,
     EnvironmentSpec,
@@ -26,5 +26,6 @@ __all__ = [
     "SpecError",
     "load_file",
     "parse",
+    "read_yaml",
     "split_ref",
 ]

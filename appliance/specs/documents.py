@@ -136,8 +136,8 @@ def parse(body: Any, source: str, base: Path | None = None) -> Document:
     return Document(kind=kind, spec=spec, source=source, warnings=warnings)
 
 
-def load_file(path: str | Path) -> list[Document]:
-    """Every document of a YAML file (`---` separates several)."""
+def read_yaml(path: str | Path) -> list[dict[str, Any]]:
+    """The documents of a YAML file (`---` separates several), unvalidated."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -149,7 +149,13 @@ def load_file(path: str | Path) -> list[Document]:
         raise SpecError(f"not valid YAML: {exc}", source=str(path)) from None
     if not bodies:
         raise SpecError("the file holds no document", source=str(path))
-    return [parse(b, str(path), path.resolve().parent) for b in bodies]
+    return bodies
+
+
+def load_file(path: str | Path) -> list[Document]:
+    """Every document of a YAML file, validated, paths resolved against the file's folder."""
+    path = Path(path)
+    return [parse(b, str(path), path.resolve().parent) for b in read_yaml(path)]
 
 
 def _abs(base: Path, value: str | None) -> str | None:

@@ -16,7 +16,7 @@ Positive = Annotated[int, Meta(ge=1)]
 NonNegative = Annotated[int, Meta(ge=0)]
 
 
-class Spec(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=False):
+class Spec(Struct, kw_only=True, forbid_unknown_fields=False):
     """Base of every entity; unknown fields are reported as warnings by the loader."""
 
 

@@ -23,8 +23,13 @@ class SpecError(ValueError):
 
 
 class NotFound(SpecError):
+    """Something named does not exist; the message names it, so no field prefix."""
+
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message, field=field, status=404)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class Conflict(SpecError):

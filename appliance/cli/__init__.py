@@ -1,0 +1,1 @@
+"""click commands: parse, call the client, print (-o table|json|yaml)."""

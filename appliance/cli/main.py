@@ -1,0 +1,382 @@
+"""The `appliance` command: click groups that parse, call the client and print."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+import appliance
+from appliance.cli import output
+from appliance.cli.output import emit, output_option
+from appliance.client import ApiError, Client, documents_from_files
+from appliance.specs import SpecError
+
+
+class DefaultGroup(click.Group):
+    """`appliance` with no command behaves like `appliance up`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0].startswith("-") and args[0] not in ("--help", "-h", "--version")):
+            args = ["up", *args]
+        return super().parse_args(ctx, args)
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """Errors from the daemon or from bad input: one clear line on stderr, a non-zero exit."""
+    try:
+        yield
+    except ApiError as exc:
+        output.fail(exc.message)
+        sys.exit(1 if exc.status else 3)
+    except SpecError as exc:
+        output.fail(str(exc))
+        sys.exit(2)
+
+
+def client(ctx: click.Context) -> Client:
+    return Client(url=ctx.obj.get("url"), home=ctx.obj.get("home"))
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", envvar="APPLIANCE_HOME", help="State folder (default ~/.appliance).")
+@click.option("--url", envvar="APPLIANCE_URL", help="Daemon URL (default: the one serving --home).")
+@click.version_option(appliance.__version__, prog_name="appliance")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, url: str | None) -> None:
+    """Azure ML online endpoints and deployments on this machine."""
+    ctx.obj = {"home": home, "url": url}
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--headless", is_flag=True, help="Serve without the terminal UI.")
+@click.pass_context
+def up(ctx: click.Context, host: str, port: int, headless: bool) -> None:
+    """Start the daemon: control API and data plane in one process; state survives restarts."""
+    from appliance.daemon.server import serve
+    from appliance.home import resolve
+
+    if not headless and sys.stdout.isatty():
+        output.note("the terminal UI is not part of this build yet; serving headless (Ctrl-C stops)")
+    sys.exit(serve(resolve(ctx.obj["home"]), host, port))
+
+
+@cli.command()
+@click.option("-f", "--file", "files", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Azure ML CLI v2 YAML (model, environment, online endpoint, online deployment); repeatable.")
+@click.option("--no-wait", is_flag=True, help="Return before new instances are ready.")
+@output_option
+@click.pass_context
+def apply(ctx: click.Context, files: tuple[str, ...], no_wait: bool, fmt: str) -> None:
+    """Create or update everything in FILES, in dependency order; all or nothing."""
+    with reporting():
+        result = client(ctx).apply(documents_from_files(list(files)), wait=0 if no_wait else 120)
+    report_apply(result, fmt)
+
+
+def report_apply(result: dict[str, Any], fmt: str) -> None:
+    for warning in result["warnings"]:
+        output.warn(warning)
+    if fmt != "table":
+        emit(result, fmt)
+        return
+    for item in result["applied"]:
+        if item["kind"] == "traffic":
+            output.note(f"endpoint {item['name']}: traffic " + ", ".join(f"{k}={v}" for k, v in item["traffic"].items()))
+            continue
+        version = f":{item['version']}" if "version" in item else ""
+        where = f" on {item['endpoint']}" if "endpoint" in item else ""
+        output.note(f"{item['kind'].replace('_', ' ')} {item['name']}{version}{where} applied")
+    failed = False
+    for dep in result["deployments"]:
+        state = dep["provisioning_state"]
+        output.note(f"deployment {dep['endpoint_name']}/{dep['name']}: {state}"
+                    + (f" on {dep['provider']}" if dep.get("provider") else "")
+                    + (f" — {dep['error']}" if dep.get("error") else ""))
+        failed |= state == "Failed"
+    if failed:
+        sys.exit(1)
+
+
+# -- models ------------------------------------------------------------------------------------
+
+MODEL_COLUMNS = [("NAME", lambda m: m["name"]), ("VERSION", lambda m: m["version"]),
+                 ("FRAMEWORK", lambda m: m["framework"]), ("DIGEST", lambda m: m["digest"][:12]),
+                 ("CREATED", lambda m: m["created_at"])]
+
+
+@cli.group()
+def model() -> None:
+    """Registered models."""
+
+
+@model.command("create")
+@click.option("--name", required=True)
+@click.option("--path", required=True, type=click.Path(exists=True), help="A model file or folder.")
+@click.option("--version", help="Default: the next number.")
+@click.option("--framework", type=click.Choice(["onnx", "custom"]), help="Default: onnx for a .onnx file.")
+@click.option("--description", default="")
+@click.option("--tag", "tags", multiple=True, help="key=value; repeatable.")
+@output_option
+@click.pass_context
+def model_create(ctx: click.Context, name: str, path: str, version: str | None, framework: str | None,
+                 description: str, tags: tuple[str, ...], fmt: str) -> None:
+    """Register a model; the same files registered again are stored once."""
+    body: dict[str, Any] = {"$schema": "model.schema.json", "name": name, "path": str(Path(path).resolve()),
+                            "description": description, "tags": _pairs(tags, "--tag")}
+    if version:
+        body["version"] = version
+    if framework:
+        body["framework"] = framework
+    with reporting():
+        emit(client(ctx).create_model(body), fmt)
+
+
+@model.command("list")
+@click.option("--name", help="Only this model's versions.")
+@output_option
+@click.pass_context
+def model_list(ctx: click.Context, name: str | None, fmt: str) -> None:
+    with reporting():
+        emit(client(ctx).list_models(name), fmt, MODEL_COLUMNS)
+
+
+@model.command("show")
+@click.argument("name")
+@click.option("--version", help="Default: the latest.")
+@output_option
+@click.pass_context
+def model_show(ctx: click.Context, name: str, version: str | None, fmt: str) -> None:
+    with reporting():
+        emit(client(ctx).get_model(name, version), fmt)
+
+
+# -- environments ------------------------------------------------------------------------------
+
+@cli.group()
+def environment() -> None:
+    """Registered environments."""
+
+
+@environment.command("list")
+@output_option
+@click.pass_context
+def environment_list(ctx: click.Context, fmt: str) -> None:
+    with reporting():
+        emit(client(ctx).list_environments(), fmt,
+             [("NAME", lambda e: e["name"]), ("VERSION", lambda e: e["version"]),
+              ("IMAGE", lambda e: e["spec"].get("image")), ("DIGEST", lambda e: e["digest"][:12])])
+
+
+@environment.command("show")
+@click.argument("name")
+@click.option("--version")
+@output_option
+@click.pass_context
+def environment_show(ctx: click.Context, name: str, version: str | None, fmt: str) -> None:
+    with reporting():
+        emit(client(ctx).get_environment(name, version), fmt)
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+ENDPOINT_COLUMNS = [("NAME", lambda e: e["name"]), ("AUTH", lambda e: e["auth_mode"]),
+                    ("TRAFFIC", lambda e: e["traffic"]), ("MIRROR", lambda e: e["mirror_traffic"]),
+                    ("SCORING URI", lambda e: e["scoring_uri"])]
+
+
+@cli.group()
+def endpoint() -> None:
+    """Online endpoints."""
+
+
+@endpoint.command("create")
+@click.option("-f", "--file", "file", type=click.Path(dir_okay=False), help="Endpoint YAML.")
+@click.option("--name", help="Overrides the file's name.")
+@click.option("--auth-mode", type=click.Choice(["key", "aml_token", "aad_token"]))
+@output_option
+@click.pass_context
+def endpoint_create(ctx: click.Context, file: str | None, name: str | None, auth_mode: str | None,
+                    fmt: str) -> None:
+    """Create an online endpoint (fails if it exists; `apply` updates)."""
+    with reporting():
+        docs = documents_from_files([file]) if file else [{"body": {}, "source": "<command line>",
+                                                           "base": os.getcwd()}]
+        body = docs[0]["body"]
+        body["$schema"] = "managedOnlineEndpoint.schema.json"
+        if name:
+            body["name"] = name
+        if auth_mode:
+            body["auth_mode"] = auth_mode
+        if "name" not in body:
+            raise SpecError("give the endpoint a name (--name or name: in the file)", field="name")
+        c = client(ctx)
+        c.apply(docs, create_only=True)
+        emit(c.get_endpoint(body["name"]), fmt)
+    output.note(f"next: appliance deployment create -f <deployment.yml> --endpoint-name {body['name']}")
+
+
+@endpoint.command("list")
+@output_option
+@click.pass_context
+def endpoint_list(ctx: click.Context, fmt: str) -> None:
+    with reporting():
+        emit(client(ctx).list_endpoints(), fmt, ENDPOINT_COLUMNS)
+
+
+@endpoint.command("show")
+@click.argument("name")
+@output_option
+@click.pass_context
+def endpoint_show(ctx: click.Context, name: str, fmt: str) -> None:
+    with reporting():
+        emit(client(ctx).get_endpoint(name), fmt)
+
+
+@endpoint.command("delete")
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def endpoint_delete(ctx: click.Context, name: str, yes: bool) -> None:
+    """Delete an endpoint and all its deployments."""
+    if not yes:
+        if not sys.stdin.isatty():
+            output.fail("deleting an endpoint deletes its deployments; pass --yes to confirm")
+            sys.exit(2)
+        click.confirm(f"Delete endpoint {name} and all its deployments?", abort=True, err=True)
+    with reporting():
+        client(ctx).delete_endpoint(name)
+    output.note(f"endpoint {name} deleted")
+
+
+@endpoint.command("get-credentials")
+@click.argument("name")
+@output_option
+@click.pass_context
+def endpoint_credentials(ctx: click.Context, name: str, fmt: str) -> None:
+    """The endpoint's primary and secondary keys."""
+    with reporting():
+        emit(client(ctx).get_credentials(name), "json" if fmt == "table" else fmt)
+
+
+@endpoint.command("invoke")
+@click.argument("name")
+@click.option("--request-file", required=True, type=click.File("rb"), help="JSON request body ('-' for stdin).")
+@click.option("--deployment", help="Pin the request to this deployment.")
+@click.pass_context
+def endpoint_invoke(ctx: click.Context, name: str, request_file: Any, deployment: str | None) -> None:
+    """Score a request, as a client holding the endpoint's key would."""
+    with reporting():
+        response = client(ctx).invoke(name, request_file.read(), deployment)
+    click.echo(response.text)
+    served = response.headers.get("azureml-model-deployment")
+    if served:
+        output.note(f"served by deployment {served}, request id {response.headers.get('x-request-id')}")
+    if response.status_code >= 400:
+        output.fail(f"HTTP {response.status_code}")
+        sys.exit(1)
+
+
+# -- deployments -------------------------------------------------------------------------------
+
+DEPLOYMENT_COLUMNS = [("NAME", lambda d: d["name"]), ("STATE", lambda d: d["provisioning_state"]),
+                      ("TRAFFIC", lambda d: f"{d['traffic']}%"), ("MODEL", lambda d: d.get("model")),
+                      ("INSTANCES", lambda d: f"{sum(i['state'] == 'ready' for i in d['instances'])}"
+                                             f"/{d['instance_count']}"),
+                      ("PROVIDER", lambda d: d.get("provider"))]
+
+
+@cli.group()
+def deployment() -> None:
+    """Online deployments."""
+
+
+@deployment.command("create")
+@click.option("-f", "--file", "file", required=True, type=click.Path(dir_okay=False), help="Deployment YAML.")
+@click.option("--name", help="Overrides the file's name.")
+@click.option("--endpoint-name", help="Overrides the file's endpoint_name.")
+@click.option("--all-traffic", is_flag=True, help="Send all live traffic to this deployment.")
+@click.option("--set", "sets", multiple=True, help="field=value, e.g. instance_count=2; repeatable.")
+@click.option("--no-wait", is_flag=True)
+@output_option
+@click.pass_context
+def deployment_create(ctx: click.Context, file: str, name: str | None, endpoint_name: str | None,
+                      all_traffic: bool, sets: tuple[str, ...], no_wait: bool, fmt: str) -> None:
+    """Create an online deployment (fails if it exists; `apply` updates)."""
+    with reporting():
+        docs = documents_from_files([file])
+        body = docs[0]["body"]
+        if name:
+            body["name"] = name
+        if endpoint_name:
+            body["endpoint_name"] = endpoint_name
+        for key, value in _pairs(sets, "--set").items():
+            _set_path(body, key, value)
+        result = client(ctx).apply(docs, create_only=True, all_traffic=all_traffic, wait=0 if no_wait else 120)
+    report_apply(result, fmt)
+
+
+@deployment.command("list")
+@click.argument("endpoint_name")
+@output_option
+@click.pass_context
+def deployment_list(ctx: click.Context, endpoint_name: str, fmt: str) -> None:
+    with reporting():
+        emit(client(ctx).list_deployments(endpoint_name), fmt, DEPLOYMENT_COLUMNS)
+
+
+@deployment.command("show")
+@click.argument("endpoint_name")
+@click.argument("name")
+@output_option
+@click.pass_context
+def deployment_show(ctx: click.Context, endpoint_name: str, name: str, fmt: str) -> None:
+    with reporting():
+        emit(client(ctx).get_deployment(endpoint_name, name), fmt)
+
+
+@deployment.command("delete")
+@click.argument("endpoint_name")
+@click.argument("name")
+@click.pass_context
+def deployment_delete(ctx: click.Context, endpoint_name: str, name: str) -> None:
+    """Delete a deployment (it must take no live traffic)."""
+    with reporting():
+        client(ctx).delete_deployment(endpoint_name, name)
+    output.note(f"deployment {endpoint_name}/{name} deleted")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint=option)
+        result[key] = value
+    return result
+
+
+def _set_path(body: dict[str, Any], dotted: str, value: str) -> None:
+    """`--set request_settings.max_queue_wait_ms=100`: YAML-typed value at a dotted path."""
+    import yaml
+
+    *parents, last = dotted.split(".")
+    for part in parents:
+        body = body.setdefault(part, {})
+    body[last] = yaml.safe_load(value)
+
+
+
+
+def main() -> None:
+    cli(prog_name="appliance")

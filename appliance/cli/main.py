@@ -90,7 +90,8 @@ def report_apply(result: dict[str, Any], fmt: str) -> None:
         return
     for item in result["applied"]:
         if item["kind"] == "traffic":
-            output.note(f"endpoint {item['name']}: traffic " + ", ".join(f"{k}={v}" for k, v in item["traffic"].items()))
+            shares = ", ".join(f"{k}={v}" for k, v in item["traffic"].items())
+            output.note(f"endpoint {item['name']}: traffic {shares}")
             continue
         version = f":{item['version']}" if "version" in item else ""
         where = f" on {item['endpoint']}" if "endpoint" in item else ""
@@ -259,12 +260,17 @@ def endpoint_delete(ctx: click.Context, name: str, yes: bool) -> None:
 
 @endpoint.command("get-credentials")
 @click.argument("name")
+@click.option("--query", type=click.Choice(["primaryKey", "secondaryKey"]), help="Print just this key.")
 @output_option
 @click.pass_context
-def endpoint_credentials(ctx: click.Context, name: str, fmt: str) -> None:
+def endpoint_credentials(ctx: click.Context, name: str, query: str | None, fmt: str) -> None:
     """The endpoint's primary and secondary keys."""
     with reporting():
-        emit(client(ctx).get_credentials(name), "json" if fmt == "table" else fmt)
+        keys = client(ctx).get_credentials(name)
+    if query:
+        click.echo(keys[query])
+    else:
+        emit(keys, "json" if fmt == "table" else fmt)
 
 
 @endpoint.command("invoke")

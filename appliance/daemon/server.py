@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -64,6 +65,10 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080) -> int:
                             lifespan="on", http="httptools", loop="uvloop", access_log=False,
                             log_level="warning", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
+    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, so the process would die by the
+    # signal; with these (restored by uvicorn afterwards) a clean stop exits 0 instead.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run()
     finally:

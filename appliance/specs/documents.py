@@ -114,9 +114,27 @@ def convert(cls: type[Spec], body: dict[str, Any], source: str, prefix: str = ""
         what = _PATH.sub("", text)
         fieldname = prefix + path.lstrip(".") if path else None
         value = _value_at(body, path) if path else None
+        allowed = _literal_values(cls, path)
+        if allowed:
+            what = f"{what.split(' - ')[0]}; allowed: {', '.join(map(repr, allowed))}"
         shown = value is not None and not isinstance(value, dict | list)
         raise SpecError(f"invalid value {value!r}: {what}" if shown else what,
                         field=fieldname, source=source) from None
+
+
+def _literal_values(cls: type, path: str) -> tuple[Any, ...]:
+    """The values a Literal field at `path` (`.request_settings.x`) accepts, if it is one."""
+    info: Any = msgspec.inspect.type_info(cls)
+    for part in path.strip(".").split("."):
+        structs = [t for t in getattr(info, "types", (info,)) if isinstance(t, msgspec.inspect.StructType)]
+        fields = {f.encode_name: f.type for s in structs for f in s.fields}
+        if part not in fields:
+            return ()
+        info = fields[part]
+    for t in getattr(info, "types", (info,)):
+        if isinstance(t, msgspec.inspect.LiteralType):
+            return tuple(t.values)
+    return ()
 
 
 def parse(body: Any, source: str, base: Path | None = None) -> Document:
@@ -173,8 +191,10 @@ def _check(spec: Any, base: Path) -> Any:
     if isinstance(spec, OnlineEndpointSpec):
         names.check_endpoint_name(spec.name)
         for fname in ("traffic", "mirror_traffic"):
-            for dep in getattr(spec, fname):
+            for dep, percent in getattr(spec, fname).items():
                 names.check_endpoint_name(dep, field=f"{fname}.{dep}")
+                if not 0 <= percent <= 100:
+                    raise SpecError(f"invalid value {percent}: a percentage from 0 to 100", field=f"{fname}.{dep}")
         return spec
     assert isinstance(spec, OnlineDeploymentSpec)
     names.check_endpoint_name(spec.name)
@@ -218,6 +238,8 @@ def _check_model(spec: ModelSpec, base: Path, prefix: str) -> ModelSpec:
 def _check_environment(spec: EnvironmentSpec, base: Path, prefix: str) -> EnvironmentSpec:
     if spec.name is not None:
         names.check_asset_name(spec.name, prefix + "name")
+    if spec.version is not None:
+        spec.version = names.check_asset_version(str(spec.version), prefix + "version")
     if isinstance(spec.conda_file, str):
         path = Path(_abs(base, spec.conda_file) or "")
         if not path.is_file():
@@ -256,6 +278,8 @@ def split_ref(value: str, field_name: str) -> tuple[str, str | None]:
         raise SpecError(f"reference {value!r} must look like azureml:<name>:<version> or "
                         "azureml:<name>@latest", field=field_name)
     names.check_asset_name(name, field_name)
+    if version is not None:
+        names.check_asset_version(version, field_name)
     return name, version
 
 

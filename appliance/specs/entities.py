@@ -22,7 +22,7 @@ class Spec(Struct, kw_only=True, forbid_unknown_fields=False):
 
 class ModelSpec(Spec):
     name: str | None = None
-    version: str | None = None
+    version: str | int | None = None  # Azure's examples write `version: 1`
     path: str | None = None
     type: str = "custom_model"
     description: str = ""
@@ -51,7 +51,7 @@ class BuildContext(Spec):
 
 class EnvironmentSpec(Spec):
     name: str | None = None
-    version: str | None = None
+    version: str | int | None = None
     image: str | None = None
     conda_file: str | dict[str, Any] | None = None
     build: BuildContext | None = None
@@ -66,8 +66,8 @@ class OnlineEndpointSpec(Spec):
     description: str = ""
     tags: dict[str, str] = {}
     auth_mode: Literal["key", "aml_token", "aad_token"] = "key"
-    traffic: dict[str, Percent] = {}
-    mirror_traffic: dict[str, Percent] = {}
+    traffic: dict[str, int] = {}  # ranges are checked with the traffic rules, naming the deployment
+    mirror_traffic: dict[str, int] = {}
     identity: dict[str, Any] | None = None
     public_network_access: Literal["enabled", "disabled"] = "enabled"
     compute: str | None = None

@@ -29,7 +29,7 @@ class NotFound(SpecError):
         super().__init__(message, field=field, status=404)
 
     def __str__(self) -> str:
-        return self.message
+        return f"{self.source}: {self.message}" if self.source else self.message
 
 
 class Conflict(SpecError):

@@ -1,0 +1,129 @@
+"""Shared fixtures: a real `appliance up` process on a free port with its own home, and models
+built by the tests themselves (scikit-learn → skl2onnx)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPLIANCE = str(Path(sys.executable).parent / "appliance")
+sys.path.insert(0, str(ROOT / "examples" / "iris-onnx"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Daemon:
+    """`appliance up --headless` in a child process, and the CLI pointed at it."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home.parent / f"daemon-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "APPLIANCE_HOME": str(self.home), "APPLIANCE_URL": self.url}
+
+    def start(self) -> Daemon:
+        self.proc = subprocess.Popen([APPLIANCE, "up", "--headless", "--port", str(self.port)], env=self.env,
+                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        wait_until(self._healthy, 30, f"the daemon on {self.url} (log: {self.log})")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the daemon exited with {self.proc.returncode}:\n{self.log.read_text()}")
+        try:
+            return httpx.get(f"{self.url}/api/v1/health", headers=self.admin, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    @property
+    def admin(self) -> dict[str, str]:
+        token_file = self.home / "admin.token"
+        return {"authorization": f"Bearer {token_file.read_text().strip()}"} if token_file.exists() else {}
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def cli(self, *args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([APPLIANCE, *args], env=self.env, cwd=cwd, capture_output=True, text=True,
+                                timeout=180)
+        if check and result.returncode != 0:
+            raise AssertionError(f"appliance {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.url}/api/v1{path}", headers=self.admin, timeout=60, **kwargs)
+
+    def key(self, endpoint: str) -> str:
+        return self.api("POST", f"/endpoints/{endpoint}/credentials").json()["primaryKey"]
+
+    def score(self, endpoint: str, body: Any, key: str | None = None, **headers: str) -> httpx.Response:
+        auth = {"authorization": f"Bearer {key if key is not None else self.key(endpoint)}"}
+        return httpx.post(f"{self.url}/endpoints/{endpoint}/score", json=body, headers={**auth, **headers},
+                          timeout=30)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    d = Daemon(tmp_path / "home").start()
+    yield d
+    if d.proc and d.proc.poll() is None:
+        d.stop()
+
+
+@pytest.fixture(scope="session")
+def iris_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly trained iris classifier as ONNX (input `features`, float [?, 4])."""
+    from make_model import make
+
+    return make(tmp_path_factory.mktemp("iris") / "model" / "model.onnx")
+
+
+@pytest.fixture
+def iris_project(tmp_path: Path, iris_onnx: Path) -> Path:
+    """A folder laid out like examples/iris-onnx: model/, endpoint.yml, blue.yml."""
+    project = tmp_path / "project"
+    (project / "model").mkdir(parents=True)
+    (project / "model" / "model.onnx").write_bytes(iris_onnx.read_bytes())
+    (project / "endpoint.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json\n"
+        "name: my-ep\nauth_mode: key\n")
+    (project / "blue.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json\n"
+        "name: blue\nendpoint_name: my-ep\nmodel:\n  name: iris\n  path: ./model/\n"
+        "instance_type: Standard_DS3_v2\ninstance_count: 1\n")
+    return project

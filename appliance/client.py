@@ -97,6 +97,33 @@ class Client:
     def get_credentials(self, name: str) -> dict[str, Any]:
         return self._call("POST", f"/endpoints/{name}/credentials")
 
+    def update_traffic(self, endpoint: str, traffic: dict[str, int] | None = None,
+                       mirror_traffic: dict[str, int] | None = None) -> dict[str, Any]:
+        return self._call("POST", f"/endpoints/{endpoint}/traffic",
+                          json={"traffic": traffic, "mirror_traffic": mirror_traffic})
+
+    def regenerate_keys(self, endpoint: str, key_type: str, value: str | None = None) -> dict[str, Any]:
+        return self._call("POST", f"/endpoints/{endpoint}/regenerate-keys",
+                          json={"key_type": key_type, "value": value})
+
+    def get_token(self, endpoint: str, ttl: int = 3600) -> dict[str, Any]:
+        return self._call("POST", f"/endpoints/{endpoint}/token", params={"ttl": ttl})
+
+    def request_logs(self, endpoint: str, *, since: float | None = None, deployment: str | None = None,
+                     after_id: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"after_id": after_id, "limit": limit}
+        if since is not None:
+            params["since"] = since
+        if deployment:
+            params["deployment"] = deployment
+        return self._call("GET", f"/endpoints/{endpoint}/logs", params=params)
+
+    def metrics(self, endpoint: str, since: float = 300) -> list[dict[str, Any]]:
+        return self._call("GET", f"/endpoints/{endpoint}/metrics", params={"since": since})
+
+    def mirror_report(self, endpoint: str, since: float = 600) -> dict[str, Any]:
+        return self._call("GET", f"/endpoints/{endpoint}/mirror-report", params={"since": since})
+
     def list_deployments(self, endpoint: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/endpoints/{endpoint}/deployments")
 
@@ -113,9 +140,12 @@ class Client:
     # -- data plane -----------------------------------------------------------------------------
 
     def invoke(self, endpoint: str, body: bytes, deployment: str | None = None) -> httpx.Response:
-        """Score with the endpoint's primary key, as a user's client would."""
-        keys = self.get_credentials(endpoint)
-        headers = {"authorization": f"Bearer {keys['primaryKey']}", "content-type": "application/json"}
+        """Score with the endpoint's primary key (or a fresh token), as a user's client would."""
+        if self.get_endpoint(endpoint)["auth_mode"] == "key":
+            secret = self.get_credentials(endpoint)["primaryKey"]
+        else:
+            secret = self.get_token(endpoint)["accessToken"]
+        headers = {"authorization": f"Bearer {secret}", "content-type": "application/json"}
         if deployment:
             headers["azureml-model-deployment"] = deployment
         try:

@@ -54,14 +54,23 @@ class Home:
         self._lock = handle
 
     def admin_token(self) -> str:
-        """The token the CLI and TUI present to the control API; created once, mode 0600."""
-        if self.token_file.exists():
-            return self.token_file.read_text().strip()
-        token = secrets.token_urlsafe(32)
-        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        """The token the CLI and TUI present to the control API."""
+        return self._secret(self.token_file)
+
+    def signing_key(self) -> bytes:
+        """The secret that signs endpoint tokens (auth_mode aml_token)."""
+        return self._secret(self.root / "token.key").encode()
+
+    @staticmethod
+    def _secret(path: Path) -> str:
+        """Created once, readable by the owner only (0600)."""
+        if path.exists():
+            return path.read_text().strip()
+        value = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-        return token
+            f.write(value + "\n")
+        return value
 
     def announce(self, url: str) -> None:
         self.daemon_file.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,9 +14,10 @@ import click
 
 import appliance
 from appliance.cli import output
-from appliance.cli.output import emit, output_option
+from appliance.cli.output import Column, emit, output_option
 from appliance.client import ApiError, Client, documents_from_files
 from appliance.specs import SpecError
+from appliance.specs.traffic import parse_assignments
 
 
 class DefaultGroup(click.Group):
@@ -57,16 +59,23 @@ def cli(ctx: click.Context, home: str | None, url: str | None) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--home", "home_dir", help="State folder (default $APPLIANCE_HOME or ~/.appliance).")
 @click.option("--headless", is_flag=True, help="Serve without the terminal UI.")
+@click.option("--max-request-mb", default=1.5, show_default=True, type=click.FloatRange(0.001),
+              help="Larger request bodies get 413 (Azure's managed endpoints stop at 1.5 MB).")
+@click.option("--request-log/--no-request-log", default=True, show_default=True,
+              help="Record every request in the registry (endpoint logs, metrics, mirror-report).")
 @click.pass_context
-def up(ctx: click.Context, host: str, port: int, headless: bool) -> None:
+def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless: bool, max_request_mb: float,
+       request_log: bool) -> None:
     """Start the daemon: control API and data plane in one process; state survives restarts."""
     from appliance.daemon.server import serve
     from appliance.home import resolve
 
     if not headless and sys.stdout.isatty():
         output.note("the terminal UI is not part of this build yet; serving headless (Ctrl-C stops)")
-    sys.exit(serve(resolve(ctx.obj["home"]), host, port))
+    sys.exit(serve(resolve(home_dir or ctx.obj["home"]), host, port, int(max_request_mb * 1024 * 1024),
+                   request_log))
 
 
 @cli.command()
@@ -273,6 +282,110 @@ def endpoint_credentials(ctx: click.Context, name: str, query: str | None, fmt: 
         emit(keys, "json" if fmt == "table" else fmt)
 
 
+@endpoint.command("update")
+@click.argument("name")
+@click.option("--traffic", help='Live traffic: "blue=90,green=10" (or Azure\'s "blue=90 green=10").')
+@click.option("--mirror-traffic", help='Mirrored share of live traffic: "green=20"; "green=0" turns it off.')
+@output_option
+@click.pass_context
+def endpoint_update(ctx: click.Context, name: str, traffic: str | None, mirror_traffic: str | None,
+                    fmt: str) -> None:
+    """Change live and mirror traffic; the next request follows the new rule."""
+    with reporting():
+        if traffic is None and mirror_traffic is None:
+            raise SpecError("nothing to update: give --traffic and/or --mirror-traffic", field="traffic")
+        live = parse_assignments(traffic, "traffic") if traffic is not None else None
+        mirror = parse_assignments(mirror_traffic, "mirror_traffic") if mirror_traffic is not None else None
+        emit(client(ctx).update_traffic(name, live, mirror), fmt)
+
+
+@endpoint.command("regenerate-keys")
+@click.argument("name")
+@click.option("--key-type", type=click.Choice(["primary", "secondary"]), required=True)
+@click.option("--value", help="The new key (at least 16 characters); default: a random one.")
+@click.pass_context
+def endpoint_regenerate_keys(ctx: click.Context, name: str, key_type: str, value: str | None) -> None:
+    """Replace one key; the other keeps working, so clients can move over without downtime."""
+    with reporting():
+        client(ctx).regenerate_keys(name, key_type, value)
+    output.note(f"{key_type} key of {name} regenerated (appliance endpoint get-credentials {name})")
+
+
+@endpoint.command("get-token")
+@click.argument("name")
+@click.option("--ttl", default=3600, show_default=True, help="Seconds the token lives (60-86400).")
+@output_option
+@click.pass_context
+def endpoint_get_token(ctx: click.Context, name: str, ttl: int, fmt: str) -> None:
+    """A bearer token for an endpoint with auth_mode aml_token."""
+    with reporting():
+        emit(client(ctx).get_token(name, ttl), "json" if fmt == "table" else fmt)
+
+
+@endpoint.command("logs")
+@click.argument("name")
+@click.option("--since", "since", help="Only requests newer than this: 30s, 5m, 2h.")
+@click.option("--deployment", help="Only this deployment's requests.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new requests (Ctrl-C stops).")
+@click.option("--tail", default=200, show_default=True, help="At most this many of the newest requests.")
+@output_option
+@click.pass_context
+def endpoint_logs(ctx: click.Context, name: str, since: str | None, deployment: str | None, follow: bool,
+                  tail: int, fmt: str) -> None:
+    """The request log: one line per live and per mirrored request."""
+    c = client(ctx)
+    window = duration(since, "--since") if since else None
+    with reporting():
+        rows = c.request_logs(name, since=window, deployment=deployment, limit=tail)
+        if fmt != "table":
+            emit(rows, fmt)
+            return
+        for row in rows:
+            click.echo(log_line(row))
+        last = rows[-1]["id"] if rows else 0
+        while follow:
+            time.sleep(1)
+            for row in c.request_logs(name, deployment=deployment, after_id=last, limit=1000):
+                click.echo(log_line(row))
+                last = row["id"]
+
+
+def log_line(row: dict[str, Any]) -> str:
+    mirrored = "mirror" if row["mirrored"] else "live"
+    return (f"{row['at']}  {row['status']:>3}  {row['latency_ms']:8.2f}ms  {row['deployment'] or '-':<12} "
+            f"{mirrored:<6} {row['instance'] or '-':<14} {row['bytes_in']:>7}B in {row['bytes_out']:>7}B out  "
+            f"key={row['key_id'] or '-'}  {row['request_id']}")
+
+
+@endpoint.command("metrics")
+@click.argument("name")
+@click.option("--since", default="5m", show_default=True, help="Window: 30s, 5m, 2h.")
+@output_option
+@click.pass_context
+def endpoint_metrics(ctx: click.Context, name: str, since: str, fmt: str) -> None:
+    """Per deployment: requests/s, p50/p95/p99 latency, error rate (live requests)."""
+    with reporting():
+        rows = client(ctx).metrics(name, duration(since, "--since"))
+    def number(key: str, spec: str) -> Column:
+        return lambda m: "-" if m[key] is None else format(m[key], spec)
+
+    emit(rows, fmt, [("DEPLOYMENT", lambda m: m["deployment"] or "(refused)"), ("REQUESTS", lambda m: m["requests"]),
+                     ("REQ/S", number("requests_per_second", ".1f")), ("P50 ms", number("p50_ms", ".2f")),
+                     ("P95 ms", number("p95_ms", ".2f")), ("P99 ms", number("p99_ms", ".2f")),
+                     ("ERRORS", number("error_rate", ".1%")), ("MIRRORED", lambda m: m["mirrored"])])
+
+
+@endpoint.command("mirror-report")
+@click.argument("name")
+@click.option("--since", default="10m", show_default=True, help="Window: 30s, 10m, 2h.")
+@output_option
+@click.pass_context
+def endpoint_mirror_report(ctx: click.Context, name: str, since: str, fmt: str) -> None:
+    """Live and mirrored answers to the same requests, compared: the evidence before shifting traffic."""
+    with reporting():
+        emit(client(ctx).mirror_report(name, duration(since, "--since")), fmt)
+
+
 @endpoint.command("invoke")
 @click.argument("name")
 @click.option("--request-file", required=True, type=click.File("rb"), help="JSON request body ('-' for stdin).")
@@ -361,6 +474,19 @@ def deployment_delete(ctx: click.Context, endpoint_name: str, name: str) -> None
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+def duration(text: str, option: str) -> float:
+    """`90`, `30s`, `5m`, `2h`, `1d` → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 30s, 5m or 2h", param_hint=option) from None
+    if value <= 0:
+        raise click.BadParameter(f"{text!r} must be positive", param_hint=option)
+    return value
+
 
 def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
     result = {}

@@ -15,7 +15,9 @@ from msgspec import Struct
 import appliance
 from appliance.daemon import views
 from appliance.daemon.control import Control
+from appliance.registry.requestlog import RequestLogStore
 from appliance.specs import Document, ModelSpec, SpecError, parse
+from appliance.telemetry.requestlog import RequestLog
 
 log = logging.getLogger("appliance.api")
 
@@ -123,6 +125,63 @@ async def credentials(request: Request[Any, Any, Any], name: str) -> dict[str, A
     return {"primaryKey": rec.primary_key, "secondaryKey": rec.secondary_key}
 
 
+class TrafficIn(Struct):
+    traffic: dict[str, int] | None = None
+    mirror_traffic: dict[str, int] | None = None
+
+
+class RegenerateIn(Struct):
+    key_type: str
+    value: str | None = None
+
+
+@post("/endpoints/{name:str}/traffic", status_code=200)
+async def update_traffic(request: Request[Any, Any, Any], name: str, data: TrafficIn) -> dict[str, Any]:
+    rec = await _control(request).update_traffic(name, data.traffic, data.mirror_traffic)
+    return views.endpoint(rec, _base_url(request))
+
+
+@post("/endpoints/{name:str}/regenerate-keys", status_code=200)
+async def regenerate_keys(request: Request[Any, Any, Any], name: str, data: RegenerateIn) -> dict[str, Any]:
+    await _control(request).regenerate_key(name, data.key_type, data.value)
+    return {"regenerated": data.key_type}
+
+
+@post("/endpoints/{name:str}/token", status_code=200)
+async def get_token(request: Request[Any, Any, Any], name: str, ttl: int = 3600) -> dict[str, Any]:
+    return await asyncio.to_thread(_control(request).token, name, ttl)
+
+
+# -- request log -------------------------------------------------------------------------------
+
+async def _request_log(request: Request[Any, Any, Any], endpoint: str) -> RequestLogStore:
+    """The log's store, once the endpoint is known and every request so far is written."""
+    await asyncio.to_thread(_control(request).registry.get_endpoint, endpoint)
+    writer: RequestLog = request.app.state.request_log
+    await asyncio.to_thread(writer.flush)
+    return writer.store
+
+
+@get("/endpoints/{name:str}/logs")
+async def request_logs(request: Request[Any, Any, Any], name: str, since: float | None = None,
+                       deployment: str | None = None, after_id: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+    store = await _request_log(request, name)
+    return await asyncio.to_thread(store.tail, name, since_seconds=since, deployment=deployment,
+                                   after_id=after_id, limit=limit)
+
+
+@get("/endpoints/{name:str}/metrics")
+async def metrics(request: Request[Any, Any, Any], name: str, since: float = 300) -> list[dict[str, Any]]:
+    store = await _request_log(request, name)
+    return await asyncio.to_thread(store.metrics, name, since)
+
+
+@get("/endpoints/{name:str}/mirror-report")
+async def mirror_report(request: Request[Any, Any, Any], name: str, since: float = 600) -> dict[str, Any]:
+    store = await _request_log(request, name)
+    return await asyncio.to_thread(store.mirror_report, name, since)
+
+
 # -- deployments -------------------------------------------------------------------------------
 
 async def _deployment_view(control: Control, endpoint: str, name: str) -> dict[str, Any]:
@@ -182,12 +241,14 @@ def _server_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[st
                                 "daemon log", "field": None, "request_id": request_id}, status_code=500)
 
 
-def create_app(control: Control, base_url: str, on_startup: list[Any], on_shutdown: list[Any]) -> Litestar:
+def create_app(control: Control, request_log: RequestLog, base_url: str, on_startup: list[Any],
+               on_shutdown: list[Any]) -> Litestar:
     from litestar import Router
 
     api = Router("/api/v1", route_handlers=[
         health, apply, list_models, show_model, create_model, list_environments, show_environment,
-        list_endpoints, show_endpoint, delete_endpoint, credentials, list_deployments, show_deployment,
+        list_endpoints, show_endpoint, delete_endpoint, credentials, update_traffic, regenerate_keys, get_token,
+        request_logs, metrics, mirror_report, list_deployments, show_deployment,
         delete_deployment, events])
     app = Litestar(
         route_handlers=[api], on_startup=on_startup, on_shutdown=on_shutdown,
@@ -196,5 +257,6 @@ def create_app(control: Control, base_url: str, on_startup: list[Any], on_shutdo
                                      path="/api/v1/schema"),
         logging_config=None)
     app.state.control = control
+    app.state.request_log = request_log
     app.state.base_url = base_url
     return app

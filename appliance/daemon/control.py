@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, ModelRecord, Registry
-from appliance.router import EndpointRoute, RoutingTable
+from appliance.router import EndpointRoute, RoutingTable, tokens
 from appliance.runtime import LaunchPlan, Supervisor
 from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
 from appliance.specs import (
@@ -64,10 +64,12 @@ def model_signature(path: Path) -> tuple[str, dict[str, Any] | None]:
 
 
 class Control:
-    def __init__(self, registry: Registry, supervisor: Supervisor, table: RoutingTable) -> None:
+    def __init__(self, registry: Registry, supervisor: Supervisor, table: RoutingTable,
+                 token_secret: bytes) -> None:
         self.registry = registry
         self.supervisor = supervisor
         self.table = table
+        self.token_secret = token_secret
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -100,7 +102,7 @@ class Control:
     def _apply_sync(self, documents: list[Document], create_only: bool, all_traffic: bool) -> Outcome:
         outcome = Outcome(warnings=[w for d in documents for w in d.warnings])
         docs = sorted(documents, key=lambda d: ORDER[d.kind])
-        traffic_docs: list[OnlineEndpointSpec] = []
+        traffic_docs: list[Document] = []
         with self._atomic() as created:
             for doc in docs:
                 try:
@@ -114,7 +116,7 @@ class Control:
                         self._put_endpoint(doc.spec, create_only)
                         outcome.endpoints.add(doc.spec.name)
                         if doc.spec.traffic or doc.spec.mirror_traffic:
-                            traffic_docs.append(doc.spec)
+                            traffic_docs.append(doc)
                         outcome.applied.append({"kind": "online_endpoint", "name": doc.spec.name})
                     else:
                         dep = self._put_deployment(doc.spec, create_only, created)
@@ -126,8 +128,12 @@ class Control:
                 except SpecError as exc:
                     exc.source = exc.source or doc.source
                     raise
-            for spec in traffic_docs:
-                self._set_traffic(spec.name, spec.traffic or None, spec.mirror_traffic or None)
+            for doc in traffic_docs:
+                try:
+                    self._set_traffic(doc.spec.name, doc.spec.traffic or None, doc.spec.mirror_traffic or None)
+                except SpecError as exc:
+                    exc.source = exc.source or doc.source
+                    raise
             for endpoint, name in outcome.deployments:
                 self._default_traffic(endpoint, name, all_traffic, outcome)
         return outcome
@@ -236,10 +242,8 @@ class Control:
         environment = self._resolve_environment(spec.environment, default_name)
         code_digest = None
         if spec.code_configuration is not None:
-            raise SpecError("deployments with a scoring script (code_configuration) are not supported by this "
-                            "build yet; deploy an ONNX model without code_configuration",
-                            field="code_configuration")
-        if model is None or model.framework != "onnx":
+            code_digest, _ = self._artifact(spec.code_configuration.code, created)
+        elif model is None or model.framework != "onnx":
             what = f"model {model.name}:{model.version}" if model else "no model"
             raise SpecError(f"{what} is not an ONNX model, so this deployment needs a code_configuration "
                             "with a scoring_script", field="code_configuration")
@@ -270,6 +274,52 @@ class Control:
             return self._register_environment(ref, default_name)
         name, version = split_ref(ref, "environment")
         return self.registry.get_environment(name, version)
+
+    # -- endpoint settings ---------------------------------------------------------------------
+
+    async def update_traffic(self, endpoint: str, traffic: dict[str, int] | None,
+                             mirror: dict[str, int] | None) -> EndpointRecord:
+        """Takes effect on the next request: the route is swapped whole."""
+        def write() -> EndpointRecord:
+            with self._atomic():
+                return self._set_traffic(endpoint, traffic, mirror)
+
+        rec = await asyncio.to_thread(write)
+        self.refresh_route(endpoint)
+        return rec
+
+    async def regenerate_key(self, endpoint: str, key_type: str, value: str | None) -> EndpointRecord:
+        if key_type not in ("primary", "secondary"):
+            raise SpecError(f"key type {key_type!r}: use primary or secondary", field="key_type")
+        if value is not None and len(value) < 16:
+            raise SpecError("a key given with --value needs at least 16 characters", field="value")
+
+        def write() -> EndpointRecord:
+            with self._atomic():
+                rec = self.registry.get_endpoint(endpoint)
+                if rec.spec.auth_mode != "key":
+                    raise SpecError(f"endpoint {endpoint!r} uses auth_mode {rec.spec.auth_mode}: it has no keys to "
+                                    "regenerate; its tokens expire by themselves", field="auth_mode")
+                key = value or new_key()
+                primary, secondary = (key, rec.secondary_key) if key_type == "primary" else (rec.primary_key, key)
+                self.registry.add_event("keys.regenerated", endpoint, key_type=key_type)  # never the key
+                return self.registry.put_endpoint(rec.spec, primary, secondary)
+
+        rec = await asyncio.to_thread(write)
+        self.refresh_route(endpoint)
+        return rec
+
+    def token(self, endpoint: str, ttl_seconds: int) -> dict[str, Any]:
+        """Azure's token answer for auth_mode aml_token / aad_token endpoints."""
+        rec = self.registry.get_endpoint(endpoint)
+        if rec.spec.auth_mode == "key":
+            raise SpecError(f"endpoint {endpoint!r} uses auth_mode key: use its keys "
+                            "(appliance endpoint get-credentials)", field="auth_mode")
+        if not 60 <= ttl_seconds <= 86_400:
+            raise SpecError(f"ttl {ttl_seconds}: a token lives from 60 to 86400 seconds", field="ttl")
+        token, expiry = tokens.issue(self.token_secret, endpoint, ttl_seconds)
+        return {"accessToken": token, "tokenType": "Bearer", "expiryTimeUtc": expiry,
+                "refreshAfterTimeUtc": expiry - ttl_seconds // 2}
 
     async def delete_deployment(self, endpoint: str, name: str) -> None:
         def remove() -> None:
@@ -316,9 +366,14 @@ class Control:
             model = self.registry.get_model(name, version)
             model_name, model_version = model.name, model.version
             model_dir = str(self.registry.artifacts.path(model.digest))
+        code_dir = scoring_script = None
+        if rec.code_digest and spec.code_configuration:
+            code_dir = str(self.registry.artifacts.path(rec.code_digest) / self.registry.artifact_name(rec.code_digest))
+            scoring_script = spec.code_configuration.scoring_script
         return LaunchPlan(
             endpoint=spec.endpoint_name, deployment=spec.name, instance_count=spec.instance_count,
-            model_name=model_name, model_version=model_version, model_dir=model_dir,
+            model_name=model_name, model_version=model_version, model_dir=model_dir, code_dir=code_dir,
+            scoring_script=scoring_script,
             environment_variables=tuple(sorted(spec.environment_variables.items())),
             request_settings=spec.request_settings, liveness_probe=spec.liveness_probe,
             readiness_probe=spec.readiness_probe)
@@ -336,7 +391,7 @@ class Control:
                 deployments[dep.spec.name] = runtime
         self.table.put(EndpointRoute(
             name=endpoint, auth_mode=rec.spec.auth_mode,
-            keys=(rec.primary_key.encode(), rec.secondary_key.encode()),
+            keys=(rec.primary_key.encode(), rec.secondary_key.encode()), token_secret=self.token_secret,
             traffic=dict(rec.spec.traffic), mirror_traffic=dict(rec.spec.mirror_traffic),
             deployments=deployments))
 

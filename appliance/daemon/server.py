@@ -16,8 +16,10 @@ from appliance.daemon.asgi import Dispatcher
 from appliance.daemon.control import Control
 from appliance.home import Home, HomeBusy
 from appliance.registry import Registry
+from appliance.registry.requestlog import RequestLogStore
 from appliance.router import DataPlane, RoutingTable
 from appliance.runtime import Supervisor
+from appliance.telemetry.requestlog import RequestLog
 
 log = logging.getLogger("appliance")
 
@@ -31,7 +33,8 @@ def _logging(home: Home) -> None:
     logging.getLogger("appliance").setLevel(logging.INFO)
 
 
-def serve(root: Path, host: str = "127.0.0.1", port: int = 8080) -> int:
+def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_bytes: int = 1_572_864,
+          request_log: bool = True) -> int:
     home = Home(root)
     try:
         home.lock()
@@ -44,24 +47,29 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="appliance-"))  # short: Unix socket paths max out at 107 bytes
     supervisor = Supervisor(run_dir, home.logs)
     table = RoutingTable()
-    control = Control(registry, supervisor, table)
+    control = Control(registry, supervisor, table, home.signing_key())
+    requests = RequestLog(RequestLogStore(registry))
+    dataplane = DataPlane(table, requests if request_log else None, max_request_bytes)
     base_url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
 
     async def startup() -> None:
+        requests.start()
         await control.restore()
         home.announce(base_url)
         log.info("serving %s (home %s); endpoints at %s/endpoints/<name>/score", base_url, home.root, base_url)
 
     async def shutdown() -> None:
         log.info("shutting down: stopping instances")
+        await dataplane.drain(timeout=5)
         await supervisor.stop_all()
+        requests.close()  # every request logged so far reaches the database
         registry.close()
         home.release()
         shutil.rmtree(run_dir, ignore_errors=True)
         log.info("stopped")
 
-    app = create_app(control, base_url, [startup], [shutdown])
-    config = uvicorn.Config(Dispatcher(app, DataPlane(table), token, host), host=host, port=port,
+    app = create_app(control, requests, base_url, [startup], [shutdown])
+    config = uvicorn.Config(Dispatcher(app, dataplane, token, host), host=host, port=port,
                             lifespan="on", http="httptools", loop="uvloop", access_log=False,
                             log_level="warning", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)

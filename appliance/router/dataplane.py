@@ -1,4 +1,5 @@
-"""The data plane, a raw ASGI app: authentication → deployment choice → forwarding.
+"""The data plane, a raw ASGI app: authentication → deployment choice → admission → forwarding,
+then mirroring and the request log, off the live response's path.
 
 Serves `/endpoints/{endpoint}/score`, `/swagger.json` and `/v2/...`, and the same paths on
 `{endpoint}.localhost`. Headers and status codes are Azure's (reference: azureml.md).
@@ -6,17 +7,25 @@ Serves `/endpoints/{endpoint}/score`, `/swagger.json` and `/v2/...`, and the sam
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import logging
 import random
+import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Protocol
 
 import msgspec
 
+from appliance.router import tokens
+from appliance.router.admission import Gate
 from appliance.router.table import EndpointRoute, RoutingTable
-from appliance.runtime import DeploymentRuntime, Instance
+from appliance.runtime import DeploymentRuntime, Instance, Response
+from appliance.telemetry.events import RequestEvent
 
 log = logging.getLogger("appliance.router")
 
@@ -26,10 +35,17 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 PIN = b"azureml-model-deployment"
+INPUT_ERROR = b"x-appliance-input-error"  # the no-code loader refused the input itself: a 400, not a 424
 # Not passed to a worker: hop-by-hop headers, and the caller's secret.
 _DROP = {b"host", b"authorization", b"connection", b"keep-alive", b"content-length", b"transfer-encoding",
          b"upgrade", b"te", b"trailer", b"proxy-authorization"}
-_DROP_BACK = {b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"}
+_DROP_BACK = {b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server",
+              INPUT_ERROR, b"x-request-id", b"x-ms-request-id"}  # the router sets the last two itself
+MAX_MIRRORS_IN_FLIGHT = 256
+
+
+class RequestRecorder(Protocol):
+    def record(self, event: RequestEvent) -> None: ...
 
 
 class HTTPError(Exception):
@@ -37,51 +53,140 @@ class HTTPError(Exception):
         self.status, self.message, self.headers = status, message, headers or []
 
 
+class _Request:
+    """What one request accumulates on its way through, for the reply and the log."""
+
+    __slots__ = ("at", "body", "deployment", "endpoint", "instance", "key_id", "request_id", "started")
+
+    def __init__(self, endpoint: str, request_id: bytes) -> None:
+        self.at = time.time()
+        self.started = time.perf_counter()
+        self.endpoint = endpoint
+        self.request_id = request_id
+        self.deployment = ""
+        self.instance = ""
+        self.key_id = ""
+        self.body = b""
+
+
 class DataPlane:
-    def __init__(self, table: RoutingTable, max_body_bytes: int = 100 * 1024 * 1024) -> None:
+    def __init__(self, table: RoutingTable, recorder: RequestRecorder | None = None,
+                 max_body_bytes: int = 1_572_864) -> None:
         self.table = table
+        self.recorder = recorder
         self.max_body_bytes = max_body_bytes
+        self.mirrors_dropped = 0
+        self._gates: weakref.WeakKeyDictionary[DeploymentRuntime, Gate] = weakref.WeakKeyDictionary()
+        self._mirrors: set[asyncio.Task[None]] = set()
         self._random = random.random
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, endpoint: str, rest: str) -> None:
         headers = scope["headers"]
-        request_id = _request_id(headers)
-        reply_headers: Headers = [(b"x-request-id", request_id), (b"x-ms-request-id", request_id)]
+        req = _Request(endpoint, _request_id(headers))
+        reply: Headers = [(b"x-request-id", req.request_id), (b"x-ms-request-id", req.request_id)]
+        target = "/" + rest + _query(scope)
         v2 = rest.startswith("v2")
+        content_type: bytes | None = b"application/json"
+        mirror: tuple[DeploymentRuntime, str] | None = None
         try:
             route = self.table.endpoints.get(endpoint)
             if route is None:
                 raise HTTPError(404, f"endpoint {endpoint!r} does not exist")
-            _authenticate(route, headers)
-            body = await self._body(receive, headers)
-            if v2 and rest in ("v2/health/live", "v2/health/live/"):
-                return await _send(send, 200, b'{"live":true}', reply_headers)
-            name, deployment = self._choose(route, headers)
-            reply_headers.append((PIN, name.encode()))
-            instance = _pick(name, deployment)
-            forwarded = [(k, v) for k, v in headers if k not in _DROP]
-            forwarded.append((b"x-request-id", request_id))
+            req.key_id = _authenticate(route, headers)
+            req.body = await self._body(receive, headers)
+            if v2 and rest.rstrip("/") == "v2/health/live":
+                status, payload = 200, b'{"live":true}'
+            else:
+                name, deployment, pinned = _choose(route, headers, self._random)
+                req.deployment = name
+                reply.append((PIN, name.encode()))
+                if not pinned and route.mirror and self._random() * 100 < route.mirror[1]:
+                    mirror = route.deployments[route.mirror[0]], route.mirror[0]
+                response = await self._forward(deployment, req, scope["method"], target, headers)
+                status, payload, content_type = response.status, response.body, None
+                reply += [(k, v) for k, v in response.headers if k not in _DROP_BACK]
+                if status != 200 and rest == "score" and response.header(INPUT_ERROR) is None:
+                    # Azure: the model answered non-200 → 424, with what it said in these headers.
+                    reply += [(b"ms-azureml-model-error-statuscode", str(status).encode()),
+                              (b"ms-azureml-model-error-reason", _phrase(status).encode())]
+                    status = 424
+        except HTTPError as exc:
+            status = exc.status
+            payload = msgspec.json.encode({"error": exc.message} if v2 else {"message": exc.message})
+            reply += exc.headers
+        except OSError as exc:
+            log.warning("request %s to %s/%s failed: %s", req.request_id.decode(), endpoint, req.deployment, exc)
+            message = f"the deployment's instance did not answer ({exc}); request id {req.request_id.decode()}"
+            status, payload = 502, msgspec.json.encode({"error": message} if v2 else {"message": message})
+        await _send(send, status, payload, reply, content_type)
+        self._log(req, False, status, payload, digest=mirror is not None)
+        if mirror:  # the live answer is out: now, and only now, the copy
+            self._mirror(*mirror, req, scope["method"], target, headers)
+
+    async def _forward(self, deployment: DeploymentRuntime, req: _Request, method: str, target: str,
+                       headers: Headers) -> Response:
+        """Admission, then the least-busy ready instance, within the deployment's request timeout."""
+        settings = deployment.plan.request_settings
+        gate = self._gates.get(deployment)
+        if gate is None:
+            gate = self._gates[deployment] = Gate()
+        limit = settings.max_concurrent_requests_per_instance * deployment.plan.instance_count
+        if not await gate.acquire(limit, settings.max_queue_wait_ms / 1000):
+            raise HTTPError(429, f"deployment {req.deployment!r} is at its limit of {limit} concurrent requests "
+                                 f"and none finished within max_queue_wait_ms={settings.max_queue_wait_ms}")
+        try:
+            instance = _pick(req.deployment, deployment)
+            req.instance = instance.name
+            forwarded = [(k, v) for k, v in headers if k not in _DROP and k != b"x-request-id"]
+            forwarded.append((b"x-request-id", req.request_id))
             instance.outstanding += 1
             try:
-                response = await instance.client.request(scope["method"], "/" + rest + _query(scope), body,
-                                                         forwarded)
+                async with asyncio.timeout(settings.request_timeout_ms / 1000):
+                    return await instance.client.request(method, target, req.body, forwarded)
+            except TimeoutError:
+                raise HTTPError(408, f"the deployment did not answer within request_timeout_ms="
+                                     f"{settings.request_timeout_ms}") from None
             finally:
                 instance.outstanding -= 1
-            reply_headers += [(k, v) for k, v in response.headers if k not in _DROP_BACK]
-            await _send(send, response.status, response.body, reply_headers, content_type=None)
-        except HTTPError as exc:
-            payload = {"error": exc.message} if v2 else {"message": exc.message}
-            await _send(send, exc.status, msgspec.json.encode(payload), reply_headers + exc.headers)
-        except OSError as exc:
-            log.warning("request %s to %s failed: %s", request_id.decode(), endpoint, exc)
-            message = f"the deployment's instance did not answer ({exc}); request id {request_id.decode()}"
-            payload = {"error": message} if v2 else {"message": message}
-            await _send(send, 502, msgspec.json.encode(payload), reply_headers)
+        finally:
+            gate.release()
+
+    def _mirror(self, deployment: DeploymentRuntime, name: str, live: _Request, method: str, target: str,
+                headers: Headers) -> None:
+        if len(self._mirrors) >= MAX_MIRRORS_IN_FLIGHT:
+            self.mirrors_dropped += 1
+            return
+        req = _Request(live.endpoint, live.request_id)
+        req.deployment, req.key_id, req.body = name, live.key_id, live.body
+
+        async def run() -> None:
+            status, payload = 0, b""
+            try:
+                response = await self._forward(deployment, req, method, target, headers)
+                status, payload = response.status, response.body
+            except HTTPError as exc:
+                status = exc.status
+            except OSError:
+                status = 502
+            self._log(req, True, status, payload, digest=True)
+
+        task = asyncio.create_task(run())
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    def _log(self, req: _Request, mirrored: bool, status: int, payload: bytes, digest: bool) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.record(RequestEvent(
+            req.at, req.request_id.decode(errors="replace"), req.endpoint, req.deployment, req.instance, mirrored,
+            status, (time.perf_counter() - req.started) * 1000, len(req.body), len(payload), req.key_id,
+            hashlib.blake2b(payload, digest_size=8).hexdigest() if digest else ""))
 
     async def _body(self, receive: Receive, headers: Headers) -> bytes:
         for k, v in headers:
             if k == b"content-length" and v.isdigit() and int(v) > self.max_body_bytes:
-                raise HTTPError(413, f"the request body is {int(v)} bytes; the limit is {self.max_body_bytes}")
+                raise HTTPError(413, f"the request body is {int(v)} bytes; the limit is {self.max_body_bytes} "
+                                     "(appliance up --max-request-mb)")
         chunks: list[bytes] = []
         size, more = 0, True
         while more:
@@ -89,27 +194,36 @@ class DataPlane:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise HTTPError(413, f"the request body is over the limit of {self.max_body_bytes} bytes")
+                raise HTTPError(413, f"the request body is over the limit of {self.max_body_bytes} bytes "
+                                     "(appliance up --max-request-mb)")
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
 
-    def _choose(self, route: EndpointRoute, headers: Headers) -> tuple[str, DeploymentRuntime]:
-        pinned = _header(headers, PIN)
-        if pinned is not None:
-            name = pinned.decode(errors="replace")
-            deployment = route.deployments.get(name)
-            if deployment is None:
-                known = ", ".join(sorted(route.deployments)) or "none"
-                raise HTTPError(404, f"deployment {name!r} (from the {PIN.decode()} header) does not exist on "
-                                     f"endpoint {route.name!r}; its deployments are: {known}")
-            return name, deployment
-        name = route.split.choose(self._random())
-        if name is None:
-            raise HTTPError(404, "No valid deployments to route to. Please check that the endpoint has at least "
-                                 "one deployment with positive weight values or use a deployment specific "
-                                 "header to route.")
-        return name, route.deployments[name]
+    async def drain(self, timeout: float) -> None:
+        """Let mirrored requests in flight finish (at shutdown)."""
+        if self._mirrors:
+            await asyncio.wait(set(self._mirrors), timeout=timeout)
+
+
+def _choose(route: EndpointRoute, headers: Headers,
+            uniform: Callable[[], float]) -> tuple[str, DeploymentRuntime, bool]:
+    """(name, deployment, pinned): the pinned deployment, or one drawn by live traffic."""
+    pinned = _header(headers, PIN)
+    if pinned is not None:
+        name = pinned.decode(errors="replace")
+        deployment = route.deployments.get(name)
+        if deployment is None:
+            known = ", ".join(sorted(route.deployments)) or "none"
+            raise HTTPError(404, f"deployment {name!r} (from the {PIN.decode()} header) does not exist on "
+                                 f"endpoint {route.name!r}; its deployments are: {known}")
+        return name, deployment, True
+    name = route.split.choose(uniform())
+    if name is None:
+        raise HTTPError(404, "No valid deployments to route to. Please check that the endpoint has at least "
+                             "one deployment with positive weight values or use a deployment specific "
+                             "header to route.")
+    return name, route.deployments[name], False
 
 
 def _pick(name: str, deployment: DeploymentRuntime) -> Instance:
@@ -123,18 +237,27 @@ def _pick(name: str, deployment: DeploymentRuntime) -> Instance:
     return min(ready, key=lambda i: i.outstanding)
 
 
-def _authenticate(route: EndpointRoute, headers: Headers) -> None:
+def _authenticate(route: EndpointRoute, headers: Headers) -> str:
+    """Which credential the caller presented: "primary", "secondary" or "token"."""
     value = _header(headers, b"authorization") or b""
     scheme, _, secret = value.partition(b" ")
+    challenge = [(b"www-authenticate", b"Bearer")]
     if scheme.lower() != b"bearer" or not secret:
-        raise HTTPError(401, "missing credentials: send the header 'Authorization: Bearer <key>' "
-                             "(see `appliance endpoint get-credentials`)", [(b"www-authenticate", b"Bearer")])
-    # Compare with every key, in constant time, so timing tells nothing about which one is close.
-    matched = False
-    for key in route.keys:
-        matched |= hmac.compare_digest(secret, key)
-    if not matched:
-        raise HTTPError(401, "invalid credentials for this endpoint", [(b"www-authenticate", b"Bearer")])
+        how = "key" if route.auth_mode == "key" else "token"
+        raise HTTPError(401, f"missing credentials: send the header 'Authorization: Bearer <{how}>' (see "
+                             f"`appliance endpoint {'get-credentials' if how == 'key' else 'get-token'}`)",
+                        challenge)
+    if route.auth_mode != "key":
+        why = tokens.verify(route.token_secret, route.name, secret)
+        if why:
+            raise HTTPError(401, why, challenge)
+        return "token"
+    # Both keys are compared, in constant time, so timing tells nothing about which one is close.
+    primary = hmac.compare_digest(secret, route.keys[0])
+    secondary = hmac.compare_digest(secret, route.keys[1])
+    if not (primary or secondary):
+        raise HTTPError(401, "invalid credentials for this endpoint", challenge)
+    return "primary" if primary else "secondary"
 
 
 def _header(headers: Headers, name: bytes) -> bytes | None:
@@ -150,6 +273,13 @@ def _request_id(headers: Headers) -> bytes:
         if value:
             return value[:100]
     return str(uuid.uuid4()).encode()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
 
 
 def _query(scope: Scope) -> str:

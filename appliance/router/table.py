@@ -17,14 +17,18 @@ from appliance.runtime import DeploymentRuntime
 class EndpointRoute:
     name: str
     auth_mode: str
-    keys: tuple[bytes, ...]  # key mode: primary and secondary
+    keys: tuple[bytes, bytes]  # key mode: primary and secondary
+    token_secret: bytes  # token mode: the daemon's signing secret
     traffic: Mapping[str, int]
     mirror_traffic: Mapping[str, int]
     deployments: Mapping[str, DeploymentRuntime]
     split: Split = field(init=False)
+    mirror: tuple[str, int] | None = field(init=False)  # the one mirror target and its percent
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "split", Split.of(self.traffic))
+        targets = [(name, pct) for name, pct in self.mirror_traffic.items() if pct > 0]
+        object.__setattr__(self, "mirror", targets[0] if targets else None)
 
 
 class RoutingTable:

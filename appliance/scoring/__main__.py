@@ -1,13 +1,15 @@
 """`python -m appliance.scoring`: one worker, serving one model on a Unix socket or a TCP port.
 
-Configured as Azure configures its inference server, through the environment:
-AZUREML_MODEL_DIR (the model folder), plus APPLIANCE_MODEL_NAME / APPLIANCE_MODEL_VERSION.
-The model is loaded before the socket is bound, so a worker that answers `GET /` is ready.
+Configured as Azure configures its inference server, through the environment: AZUREML_MODEL_DIR
+(the model folder), AML_APP_ROOT and AZUREML_ENTRY_SCRIPT (a score.py: served instead of the
+no-code ONNX path), plus APPLIANCE_MODEL_NAME / APPLIANCE_MODEL_VERSION. The model is loaded and
+init() has run before the socket is bound, so a worker that answers `GET /` is ready.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -25,22 +27,36 @@ def main(argv: list[str] | None = None) -> int:
 
     from appliance.scoring.app import Worker
     from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
+    from appliance.scoring.script import ScriptError, ScriptScorer
 
-    model_dir = os.environ.get("AZUREML_MODEL_DIR")
-    if not model_dir:
-        print("AZUREML_MODEL_DIR is not set: no model to serve", file=sys.stderr)
-        return 2
-    try:
-        model = OnnxModel(find_onnx_file(Path(model_dir)))
-    except Exception as exc:
-        print(f"cannot load the model: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 3  # azmlinfsrv's exit code for a failed init
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     name = os.environ.get("APPLIANCE_MODEL_NAME", "model")
     version = os.environ.get("APPLIANCE_MODEL_VERSION", "1")
-    print(f"model {name}:{version} loaded from {model.path} on {model.provider}", file=sys.stderr, flush=True)
-    config = uvicorn.Config(Worker(model, name, version), uds=args.socket, port=args.port or 0, host=args.host,
+    model_dir = os.environ.get("AZUREML_MODEL_DIR")
+    entry = os.environ.get("AZUREML_ENTRY_SCRIPT")
+    try:
+        if entry:
+            script = ScriptScorer(Path(os.environ.get("AML_APP_ROOT", ".")), entry)
+            script.init()
+            worker = Worker(name, version, script=script)
+            print(f"scoring script {script.path} initialised", file=sys.stderr, flush=True)
+        elif model_dir:
+            model = OnnxModel(find_onnx_file(Path(model_dir)))
+            worker = Worker(name, version, model=model)
+            print(f"model {name}:{version} loaded from {model.path} on {model.provider}", file=sys.stderr,
+                  flush=True)
+        else:
+            print("neither AZUREML_ENTRY_SCRIPT nor AZUREML_MODEL_DIR is set: nothing to serve", file=sys.stderr)
+            return 2
+    except ScriptError as exc:
+        print(exc, file=sys.stderr)
+        return 3  # azmlinfsrv's exit code for a failed init
+    except Exception as exc:
+        print(f"cannot load the model: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
+    config = uvicorn.Config(worker, uds=args.socket, port=args.port or 0, host=args.host,
                             lifespan="off", access_log=False, log_level="warning", http="httptools",
-                            loop="uvloop")
+                            loop="uvloop", timeout_keep_alive=3600)  # the router pools connections
     uvicorn.Server(config).run()
     return 0
 

@@ -15,6 +15,7 @@ import msgspec
 
 from appliance.scoring import swagger
 from appliance.scoring.onnx_model import BadInput, OnnxModel
+from appliance.scoring.script import ScriptScorer
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -31,11 +32,15 @@ def _json(status: int, value: Any, *extra: tuple[bytes, bytes]) -> Reply:
 
 
 class Worker:
-    def __init__(self, model: OnnxModel, name: str, version: str) -> None:
+    """Serves a no-code ONNX model, or a user's score.py (then `/score` is the script's)."""
+
+    def __init__(self, name: str, version: str, model: OnnxModel | None = None,
+                 script: ScriptScorer | None = None) -> None:
         self.model = model
+        self.script = script
         self.name = name
         self.version = version
-        self._swagger = _encode(swagger.document(model, title=name))
+        self._swagger = _encode(swagger.document(model, title=name)) if model else None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,13 +51,18 @@ class Worker:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        status, ctype, payload, extra = self.handle(scope["method"], scope["path"], body)
+        if self.script is not None and scope["path"] == "/score":
+            headers = {k.decode("latin-1").title(): v.decode("latin-1") for k, v in scope["headers"]}
+            status, ctype, payload, extra = await self.script.score(scope["method"], body, headers)
+        else:
+            status, ctype, payload, extra = self.handle(scope["method"], scope["path"], body,
+                                                        _header(scope, b"inference-header-content-length"))
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", ctype), (b"content-length", str(len(payload)).encode()),
                                 *extra]})
         await send({"type": "http.response.body", "body": payload})
 
-    def handle(self, method: str, path: str, body: bytes) -> Reply:
+    def handle(self, method: str, path: str, body: bytes, json_length: bytes | None = None) -> Reply:
         if path == "/score":
             if method == "POST":
                 return self.score(body)
@@ -63,25 +73,33 @@ class Worker:
         if method == "GET":
             if path == "/":
                 return 200, TEXT, b"Healthy", []
-            if path == "/swagger.json":
+            if path == "/swagger.json" and self._swagger is not None:
                 return 200, JSON, self._swagger, []
             if path == "/appliance/info":
-                return _json(200, {"provider": self.model.provider, "providers": self.model.session.get_providers(),
-                                   "pid": os.getpid(), "signature": self.model.signature()})
+                model = self.model
+                return _json(200, {"provider": model.provider if model else None, "pid": os.getpid(),
+                                   "providers": model.session.get_providers() if model else [],
+                                   "signature": model.signature() if model else None,
+                                   "script": str(self.script.path) if self.script else None})
         if path.startswith("/v2"):
-            return self.v2(method, path, body)
+            if self.model is None:
+                return _json(404, {"error": "this deployment serves a scoring script; the Open Inference "
+                                            "Protocol is served by no-code ONNX deployments"})
+            return self.v2(method, path, body, json_length)
         return _json(404, {"message": f"no route {method} {path}"})
 
     def score(self, body: bytes) -> Reply:
+        assert self.model is not None
         started = time.perf_counter()
         try:
             payload = _decode(body)
         except msgspec.DecodeError as exc:
-            return _json(400, {"message": f"the request body is not valid JSON: {exc}"})
+            return _json(400, {"message": f"the request body is not valid JSON: {exc}"},
+                         (b"x-appliance-input-error", b"1"))
         try:
             result = self.model.predict(payload)
-        except BadInput as exc:
-            return _json(400, {"message": str(exc)})
+        except BadInput as exc:  # refused before the model ran: the router passes this 400 on as is
+            return _json(400, {"message": str(exc)}, (b"x-appliance-input-error", b"1"))
         except Exception as exc:  # the model itself failed: azmlinfsrv answers 500
             return _json(500, {"message": f"the model failed: {type(exc).__name__}: {exc}"},
                          (b"x-ms-run-function-failed", b"True"))
@@ -90,7 +108,8 @@ class Worker:
 
     # -- Open Inference Protocol (KServe V2) -----------------------------------------------
 
-    def v2(self, method: str, path: str, body: bytes) -> Reply:
+    def v2(self, method: str, path: str, body: bytes, json_length: bytes | None = None) -> Reply:
+        assert self.model is not None
         parts = path.strip("/").split("/")[1:]  # after "v2"
         if parts in (["health", "live"], ["health", "ready"]):
             return _json(200, {"live": True} if parts[1] == "live" else {"ready": True})
@@ -115,10 +134,12 @@ class Worker:
             return _json(200, {"name": self.name, "ready": True})
         if rest == ["infer"] and method == "POST":
             try:
-                request = _decode(body)
+                # Triton's binary extension: a JSON header of this length, then raw tensor bytes.
+                split = int(json_length) if json_length and json_length.isdigit() else len(body)
+                request = _decode(body[:split])
                 if not isinstance(request, dict):
                     raise BadInput("the request must be a JSON object with \"inputs\"")
-                outputs = self.model.infer_v2(request)
+                outputs = self.model.infer_v2(request, body[split:])
             except msgspec.DecodeError as exc:
                 return _json(400, {"error": f"the request body is not valid JSON: {exc}"})
             except BadInput as exc:
@@ -130,6 +151,13 @@ class Worker:
                 reply["id"] = request["id"]
             return _json(200, reply)
         return _json(404, {"error": f"no route {method} {path}"})
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return v
+    return None
 
 
 def _tensor_meta(sig: Any) -> dict[str, Any]:

@@ -158,13 +158,16 @@ class OnnxModel:
 
     # -- Open Inference Protocol -----------------------------------------------------------
 
-    def infer_v2(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+    def infer_v2(self, request: dict[str, Any], binary: bytes = b"") -> list[dict[str, Any]]:
+        """Named tensors in, named tensors out; `binary` holds the tensors that Triton's binary data
+        extension sends after the JSON (`parameters.binary_data_size`), in input order."""
         tensors = request.get("inputs")
         if not isinstance(tensors, list):
             raise BadInput('"inputs" must be a list of tensors {"name", "shape", "datatype", "data"}')
         values: dict[str, Any] = {}
         for t in tensors:
-            if not isinstance(t, dict) or not {"name", "shape", "data"} <= t.keys():
+            size = (t.get("parameters") or {}).get("binary_data_size") if isinstance(t, dict) else None
+            if not isinstance(t, dict) or not {"name", "shape"} <= t.keys() or ("data" not in t and size is None):
                 raise BadInput('each input tensor needs "name", "shape", "datatype" and "data"')
             sig = self._input_by_name.get(t["name"])
             if sig is None:
@@ -173,7 +176,13 @@ class OnnxModel:
             if t.get("datatype") and t["datatype"] != sig.datatype:
                 raise BadInput(f"input {sig.name!r} expects datatype {sig.datatype}; got {t['datatype']}")
             try:
-                values[sig.name] = np.asarray(t["data"], dtype=sig.dtype).reshape(t["shape"])
+                if size is not None:
+                    if sig.dtype is np.object_:
+                        raise BadInput(f"input {sig.name!r}: send BYTES tensors as JSON data")
+                    chunk, binary = binary[:size], binary[size:]
+                    values[sig.name] = np.frombuffer(chunk, dtype=sig.dtype).reshape(t["shape"])
+                else:
+                    values[sig.name] = np.asarray(t["data"], dtype=sig.dtype).reshape(t["shape"])
             except (ValueError, TypeError):
                 raise BadInput(f"input {sig.name!r}: data does not fit shape {t['shape']} "
                                f"as {sig.datatype}") from None

@@ -10,6 +10,7 @@ import pytest
 
 from appliance.registry import Registry
 from appliance.registry.records import ModelRecord
+from appliance.registry.store import migrations
 from appliance.specs import (
     NotFound,
     OnlineDeploymentSpec,
@@ -55,8 +56,11 @@ def stored_digests(home: Path) -> list[Path]:
 # -- migrations -----------------------------------------------------------------------------
 
 
+LATEST = migrations()[-1][0]
+
+
 def test_new_registry_is_migrated(registry: Registry, home: Path) -> None:
-    assert registry.schema_version == 1
+    assert registry.schema_version == LATEST
     assert (home / "appliance.duckdb").is_file()
     assert registry.list_models() == []
     assert registry.list_endpoints() == []
@@ -69,9 +73,9 @@ def migrations_applied(home: Path) -> list[tuple[object, ...]]:
 
 def test_migration_is_recorded(registry: Registry, home: Path) -> None:
     registry.close()
-    [(version, applied_at)] = migrations_applied(home)
-    assert version == 1
-    assert applied_at is not None
+    applied = migrations_applied(home)
+    assert [version for version, _ in applied] == [version for version, _ in migrations()]
+    assert all(applied_at is not None for _, applied_at in applied)
 
 
 def test_reopening_keeps_data_and_does_not_reapply(home: Path, model_dir: Path) -> None:
@@ -82,7 +86,7 @@ def test_reopening_keeps_data_and_does_not_reapply(home: Path, model_dir: Path) 
 
     again = Registry(home)
     try:
-        assert again.schema_version == 1
+        assert again.schema_version == LATEST
         assert [m.version for m in again.list_models("iris")] == ["1"]
     finally:
         again.close()

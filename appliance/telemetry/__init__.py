@@ -1,0 +1,1 @@
+"""Request log writer (batched, off the event loop), metrics queries, Prometheus, resource sampling."""

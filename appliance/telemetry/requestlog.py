@@ -1,0 +1,128 @@
+"""The request-log writer: the data plane records events on the event loop; one thread writes them.
+
+`record` is an append to a deque (atomic in CPython, no lock), so the hot path never waits for the
+database. The thread wakes every `interval` seconds, or as soon as `batch` rows wait, and writes
+everything waiting, `batch` rows per statement.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from appliance.registry.requestlog import RequestLogStore
+from appliance.telemetry.events import RequestEvent
+
+log = logging.getLogger("appliance.telemetry")
+
+
+class RequestLog:
+    """Counters, in rows: `written`; `failed` (the store refused their batch; logged, never raised);
+    `dropped` (the oldest waiting rows, shed beyond `max_pending`, and rows recorded after `close`)."""
+
+    def __init__(self, store: RequestLogStore, batch: int = 2000, interval: float = 0.2, *,
+                 max_pending: int = 1_000_000) -> None:
+        self.store = store
+        self.batch = batch
+        self.interval = interval
+        self.max_pending = max_pending
+        self.written = 0
+        self.failed = 0
+        self.dropped = 0
+        self._queue: deque[RequestEvent] = deque()
+        self._wake = threading.Event()
+        self._waiters: list[threading.Event] = []  # flush() calls waiting for the next drain
+        self._waiters_lock = threading.Lock()
+        self._drain_lock = threading.Lock()  # one drainer at a time: the thread, or flush/close without it
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="appliance-request-log", daemon=True)
+            self._thread.start()
+
+    def record(self, event: RequestEvent) -> None:
+        """O(1) and non-blocking: safe on the event loop."""
+        if self._closed:
+            self.dropped += 1
+            return
+        queue = self._queue
+        queue.append(event)
+        if len(queue) > self.max_pending:
+            try:
+                queue.popleft()
+                self.dropped += 1
+            except IndexError:  # the writer emptied it in between
+                pass
+        if len(queue) >= self.batch and not self._wake.is_set():
+            self._wake.set()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every event recorded before this call is written (or failed); False on timeout."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._drain()
+            return True
+        done = threading.Event()
+        with self._waiters_lock:
+            self._waiters.append(done)
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = self.interval if deadline is None else min(self.interval, deadline - time.monotonic())
+            if done.wait(max(wait, 0)):
+                return True
+            if not thread.is_alive():  # closed meanwhile: its last drain may have come before our wait
+                self._drain()
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def close(self) -> None:
+        """Write everything recorded so far and stop the thread; later events count as dropped."""
+        self._closed = True
+        if self._thread is not None:
+            self._stopping = True
+            self._wake.set()
+            self._thread.join()
+        self._drain()  # whatever raced in before `_closed` was seen
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            stopping = self._stopping  # read before draining, so the last drain follows the request
+            self._drain()
+            if stopping:
+                return
+
+    def _drain(self) -> None:
+        """Write what waits now, then release the flush() calls made before it started."""
+        with self._drain_lock:
+            with self._waiters_lock:
+                waiters, self._waiters = self._waiters, []
+            # Producers only ever grow the queue (a shed row comes with a new one), so `left` pops are safe.
+            left = len(self._queue)
+            while left:
+                rows = [self._queue.popleft() for _ in range(min(left, self.batch))]
+                left -= len(rows)
+                self._write(rows)
+            for done in waiters:
+                done.set()
+
+    def _write(self, rows: list[RequestEvent]) -> None:
+        try:
+            self.store.insert(rows)
+        except Exception as exc:  # the log must never take the data plane down
+            self.failed += len(rows)
+            log.warning("request log: %d rows not written (%d so far): %s", len(rows), self.failed, exc)
+        else:
+            self.written += len(rows)

@@ -135,19 +135,27 @@ class DataPlane:
             raise HTTPError(429, f"deployment {req.deployment!r} is at its limit of {limit} concurrent requests "
                                  f"and none finished within max_queue_wait_ms={settings.max_queue_wait_ms}")
         try:
-            instance = _pick(req.deployment, deployment)
-            req.instance = instance.name
             forwarded = [(k, v) for k, v in headers if k not in _DROP and k != b"x-request-id"]
             forwarded.append((b"x-request-id", req.request_id))
-            instance.outstanding += 1
-            try:
-                async with asyncio.timeout(settings.request_timeout_ms / 1000):
-                    return await instance.client.request(method, target, req.body, forwarded)
-            except TimeoutError:
-                raise HTTPError(408, f"the deployment did not answer within request_timeout_ms="
-                                     f"{settings.request_timeout_ms}") from None
-            finally:
-                instance.outstanding -= 1
+            tried: set[str] = set()
+            while True:
+                instance = _pick(req.deployment, deployment, tried)
+                req.instance = instance.name
+                instance.outstanding += 1
+                try:
+                    async with asyncio.timeout(settings.request_timeout_ms / 1000):
+                        return await instance.client.request(method, target, req.body, forwarded)
+                except TimeoutError:
+                    raise HTTPError(408, f"the deployment did not answer within request_timeout_ms="
+                                         f"{settings.request_timeout_ms}") from None
+                except (ConnectionRefusedError, FileNotFoundError):
+                    # The instance died before the request reached it (its supervisor will notice):
+                    # another ready instance can take it safely.
+                    tried.add(instance.name)
+                    if len(tried) >= len(deployment.ready):
+                        raise
+                finally:
+                    instance.outstanding -= 1
         finally:
             gate.release()
 
@@ -226,9 +234,9 @@ def _choose(route: EndpointRoute, headers: Headers,
     return name, route.deployments[name], False
 
 
-def _pick(name: str, deployment: DeploymentRuntime) -> Instance:
-    """The ready instance with the fewest requests in flight."""
-    ready = deployment.ready
+def _pick(name: str, deployment: DeploymentRuntime, skip: set[str]) -> Instance:
+    """The ready instance with the fewest requests in flight (other than those in `skip`)."""
+    ready = [i for i in deployment.ready if i.name not in skip] if skip else deployment.ready
     if not ready:
         raise HTTPError(503, f"deployment {name!r} has no ready instance (state: {deployment.state}"
                              + (f", {deployment.error}" if deployment.error else "") + ")")

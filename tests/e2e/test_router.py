@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from conftest import Daemon, wait_until
+from conftest import APPLIANCE, Daemon, wait_until
 
 from appliance.router import tokens
 
@@ -309,6 +312,18 @@ def test_request_log_metrics_and_shutdown(daemon: Daemon, blue_green: Path) -> N
     table = daemon.cli("endpoint", "metrics", "my-ep").stdout
     assert "blue" in table and "P99" in table
 
+    # `logs --follow` prints requests as they happen.
+    followed = daemon.home.parent / "follow.txt"
+    with followed.open("w") as out:
+        follower = subprocess.Popen([APPLIANCE, "endpoint", "logs", "my-ep", "--follow", "--tail", "1"],
+                                    env=daemon.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        daemon.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "followed-1"})
+        wait_until(lambda: "followed-1" in followed.read_text(), 15, "the followed request to be printed")
+    finally:
+        follower.terminate()
+        follower.wait(10)
+
     # Shutdown straight after a burst loses no row; no key ever reaches the database.
     asyncio.run(_load(daemon, key, 300, 6))
     assert daemon.stop() == 0
@@ -318,4 +333,39 @@ def test_request_log_metrics_and_shutdown(daemon: Daemon, blue_green: Path) -> N
     assert not any(key in p.read_text() for p in (daemon.home / "logs").rglob("*.log"))
     daemon.start()
     rows = daemon.api("GET", "/endpoints/my-ep/logs", params={"limit": 10_000}).json()
-    assert sum(r["status"] == 200 for r in rows) == 500
+    assert sum(r["status"] == 200 for r in rows) == 501  # 200 + the followed one + 300
+
+
+def test_instances_share_load_and_a_dead_one_gets_nothing(daemon: Daemon, iris_project: Path) -> None:
+    scoring_script(iris_project, "slow", SLOW.format(seconds=0.3))
+    (iris_project / "slow.yml").write_text(deployment_yaml(
+        "slow", model=False, script="slow",
+        extra="instance_count: 2\nrequest_settings:\n  max_concurrent_requests_per_instance: 1\n"
+              "  max_queue_wait_ms: 5000\n"))
+    daemon.cli("apply", "-f", "endpoint.yml", "-f", "blue.yml", cwd=iris_project)
+    daemon.cli("deployment", "create", "-f", "slow.yml", "--all-traffic", cwd=iris_project)
+    assert json.loads(daemon.cli("endpoint", "show", "my-ep", "-o", "json").stdout)["traffic"] == {
+        "blue": 0, "slow": 100}
+    key = daemon.key("my-ep")
+
+    async def burst(n: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=daemon.url, timeout=30,
+                                     headers={"authorization": f"Bearer {key}"}) as client:
+            return list(await asyncio.gather(*(client.post("/endpoints/my-ep/score", json={}) for _ in range(n))))
+
+    assert [r.status_code for r in asyncio.run(burst(4))] == [200] * 4
+    rows = daemon.api("GET", "/endpoints/my-ep/logs", params={"deployment": "slow"}).json()
+    assert len({r["instance"] for r in rows}) == 2  # the least busy instance takes the next request
+
+    shown = json.loads(daemon.cli("deployment", "show", "my-ep", "slow", "-o", "json").stdout)
+    victim = shown["instances"][0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    statuses = [daemon.score("my-ep", {}, key=key).status_code for _ in range(10)]
+    assert statuses == [200] * 10
+
+    def recovered() -> bool:
+        d = json.loads(daemon.cli("deployment", "show", "my-ep", "slow", "-o", "json").stdout)
+        states = {i["name"]: i for i in d["instances"]}
+        return states[victim["name"]]["state"] == "ready" and states[victim["name"]]["restarts"] == 1
+
+    wait_until(recovered, 30, "the killed instance to be restarted")

@@ -130,6 +130,16 @@ class Client:
     def get_deployment(self, endpoint: str, name: str) -> dict[str, Any]:
         return self._call("GET", f"/endpoints/{endpoint}/deployments/{name}")
 
+    def update_deployment(self, endpoint: str, name: str, sets: dict[str, str], wait: float = 120.0) -> dict[str, Any]:
+        return self._call("POST", f"/endpoints/{endpoint}/deployments/{name}/update",
+                          json={"set": sets, "wait": wait})
+
+    def deployment_logs(self, endpoint: str, name: str, *, instance: str | None = None, since: float | None = None,
+                        tail: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in {"instance": instance, "since": since, "tail": tail, "cursor": cursor}.items()
+                  if v is not None}
+        return self._call("GET", f"/endpoints/{endpoint}/deployments/{name}/logs", params=params)
+
     def delete_deployment(self, endpoint: str, name: str) -> dict[str, Any]:
         return self._call("DELETE", f"/endpoints/{endpoint}/deployments/{name}")
 

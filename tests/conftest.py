@@ -41,8 +41,9 @@ def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = 
 class Daemon:
     """`appliance up --headless` in a child process, and the CLI pointed at it."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *flags: str) -> None:
         self.home = home
+        self.flags = flags
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home.parent / f"daemon-{self.port}.log"
@@ -53,7 +54,8 @@ class Daemon:
         return {**os.environ, "APPLIANCE_HOME": str(self.home), "APPLIANCE_URL": self.url}
 
     def start(self) -> Daemon:
-        self.proc = subprocess.Popen([APPLIANCE, "up", "--headless", "--port", str(self.port)], env=self.env,
+        self.proc = subprocess.Popen([APPLIANCE, "up", "--headless", "--port", str(self.port), *self.flags],
+                                     env=self.env,
                                      stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
         wait_until(self._healthy, 30, f"the daemon on {self.url} (log: {self.log})")
         return self

@@ -16,7 +16,7 @@ import appliance
 from appliance.cli import output
 from appliance.cli.output import Column, emit, output_option
 from appliance.client import ApiError, Client, documents_from_files
-from appliance.specs import SpecError
+from appliance.specs import SpecError, set_field
 from appliance.specs.traffic import parse_assignments
 
 
@@ -65,9 +65,10 @@ def cli(ctx: click.Context, home: str | None, url: str | None) -> None:
               help="Larger request bodies get 413 (Azure's managed endpoints stop at 1.5 MB).")
 @click.option("--request-log/--no-request-log", default=True, show_default=True,
               help="Record every request in the registry (endpoint logs, metrics, mirror-report).")
+@click.option("--watch", is_flag=True, help="Hot reload: replace a deployment's instances when its code changes.")
 @click.pass_context
 def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless: bool, max_request_mb: float,
-       request_log: bool) -> None:
+       request_log: bool, watch: bool) -> None:
     """Start the daemon: control API and data plane in one process; state survives restarts."""
     from appliance.daemon.server import serve
     from appliance.home import resolve
@@ -75,7 +76,7 @@ def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless:
     if not headless and sys.stdout.isatty():
         output.note("the terminal UI is not part of this build yet; serving headless (Ctrl-C stops)")
     sys.exit(serve(resolve(home_dir or ctx.obj["home"]), host, port, int(max_request_mb * 1024 * 1024),
-                   request_log))
+                   request_log, watch))
 
 
 @cli.command()
@@ -438,7 +439,7 @@ def deployment_create(ctx: click.Context, file: str, name: str | None, endpoint_
         if endpoint_name:
             body["endpoint_name"] = endpoint_name
         for key, value in _pairs(sets, "--set").items():
-            _set_path(body, key, value)
+            set_field(body, key, value)
         result = client(ctx).apply(docs, create_only=True, all_traffic=all_traffic, wait=0 if no_wait else 120)
     report_apply(result, fmt)
 
@@ -460,6 +461,47 @@ def deployment_list(ctx: click.Context, endpoint_name: str, fmt: str) -> None:
 def deployment_show(ctx: click.Context, endpoint_name: str, name: str, fmt: str) -> None:
     with reporting():
         emit(client(ctx).get_deployment(endpoint_name, name), fmt)
+
+
+@deployment.command("update")
+@click.argument("endpoint_name")
+@click.argument("name")
+@click.option("--set", "sets", multiple=True, required=True,
+              help="field=value, e.g. instance_count=3 or environment_variables.MODE=fast; repeatable.")
+@click.option("--no-wait", is_flag=True)
+@output_option
+@click.pass_context
+def deployment_update(ctx: click.Context, endpoint_name: str, name: str, sets: tuple[str, ...], no_wait: bool,
+                      fmt: str) -> None:
+    """Change a deployment: a new instance count scales, anything else replaces instances
+    one group at a time (new ones ready before old ones drain)."""
+    with reporting():
+        result = client(ctx).update_deployment(endpoint_name, name, _pairs(sets, "--set"), 0 if no_wait else 120)
+    report_apply(result, fmt)
+
+
+@deployment.command("logs")
+@click.argument("endpoint_name")
+@click.argument("name")
+@click.option("--instance", help="One instance: its name (blue-3) or number (3).")
+@click.option("--tail", type=int, help="Only the last N lines.")
+@click.option("--since", help="Only lines newer than this: 30s, 5m, 2h.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.pass_context
+def deployment_logs(ctx: click.Context, endpoint_name: str, name: str, instance: str | None, tail: int | None,
+                    since: str | None, follow: bool) -> None:
+    """The workers' stdout and stderr, with timestamps."""
+    c = client(ctx)
+    window = duration(since, "--since") if since else None
+    with reporting():
+        page = c.deployment_logs(endpoint_name, name, instance=instance, since=window, tail=tail)
+        while True:
+            for line in page["lines"]:
+                click.echo(f"{line['instance']}  {line['at']}  {line['stream']:<6} {line['text']}")
+            if not follow:
+                return
+            time.sleep(0.5)
+            page = c.deployment_logs(endpoint_name, name, instance=instance, cursor=page["cursor"])
 
 
 @deployment.command("delete")
@@ -496,18 +538,6 @@ def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
             raise click.BadParameter(f"{item!r} is not key=value", param_hint=option)
         result[key] = value
     return result
-
-
-def _set_path(body: dict[str, Any], dotted: str, value: str) -> None:
-    """`--set request_settings.max_queue_wait_ms=100`: YAML-typed value at a dotted path."""
-    import yaml
-
-    *parents, last = dotted.split(".")
-    for part in parents:
-        body = body.setdefault(part, {})
-    body[last] = yaml.safe_load(value)
-
-
 
 
 def main() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -16,6 +18,7 @@ import appliance
 from appliance.daemon import views
 from appliance.daemon.control import Control
 from appliance.registry.requestlog import RequestLogStore
+from appliance.runtime import logs
 from appliance.specs import Document, ModelSpec, SpecError, parse
 from appliance.telemetry.requestlog import RequestLog
 
@@ -208,6 +211,37 @@ async def show_deployment(request: Request[Any, Any, Any], endpoint: str, name: 
     return await _deployment_view(_control(request), endpoint, name)
 
 
+class UpdateIn(Struct):
+    set: dict[str, str]
+    wait: float = 120.0
+
+
+@post("/endpoints/{endpoint:str}/deployments/{name:str}/update", status_code=200)
+async def update_deployment(request: Request[Any, Any, Any], endpoint: str, name: str,
+                            data: UpdateIn) -> dict[str, Any]:
+    control = _control(request)
+    outcome = await control.update_deployment(endpoint, name, data.set, data.wait)
+    deployments = [await _deployment_view(control, ep, dep) for ep, dep in outcome.deployments]
+    return {"applied": outcome.applied, "warnings": outcome.warnings, "deployments": deployments}
+
+
+@get("/endpoints/{endpoint:str}/deployments/{name:str}/logs")
+async def deployment_logs(request: Request[Any, Any, Any], endpoint: str, name: str, instance: str | None = None,
+                          since: float | None = None, tail: int | None = None,
+                          cursor: str | None = None) -> dict[str, Any]:
+    """The workers' output; pass the returned `cursor` back to get only what came after."""
+    control = _control(request)
+    await asyncio.to_thread(control.registry.get_deployment, endpoint, name)
+    start = None
+    if since is not None:
+        start = (datetime.now(UTC) - timedelta(seconds=since)).isoformat(timespec="milliseconds")
+        start = start.replace("+00:00", "Z")
+    folder = control.supervisor.logs_dir / endpoint / name
+    lines, after = await asyncio.to_thread(logs.read, folder, instance=instance, since=start, tail=tail,
+                                           cursor=msgspec.json.decode(cursor) if cursor else None)
+    return {"lines": lines, "cursor": msgspec.json.encode(after).decode()}
+
+
 @delete("/endpoints/{endpoint:str}/deployments/{name:str}", status_code=200)
 async def delete_deployment(request: Request[Any, Any, Any], endpoint: str, name: str) -> dict[str, Any]:
     await _control(request).delete_deployment(endpoint, name)
@@ -248,7 +282,7 @@ def create_app(control: Control, request_log: RequestLog, base_url: str, on_star
     api = Router("/api/v1", route_handlers=[
         health, apply, list_models, show_model, create_model, list_environments, show_environment,
         list_endpoints, show_endpoint, delete_endpoint, credentials, update_traffic, regenerate_keys, get_token,
-        request_logs, metrics, mirror_report, list_deployments, show_deployment,
+        request_logs, metrics, mirror_report, list_deployments, show_deployment, update_deployment, deployment_logs,
         delete_deployment, events])
     app = Litestar(
         route_handlers=[api], on_startup=on_startup, on_shutdown=on_shutdown,

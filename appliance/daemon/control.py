@@ -7,9 +7,10 @@ and artifacts it copied are removed); then the runtime and the routing table fol
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,10 @@ from typing import Any
 
 import msgspec
 
+from appliance.builder import venv
 from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, ModelRecord, Registry
 from appliance.router import EndpointRoute, RoutingTable, tokens
-from appliance.runtime import LaunchPlan, Supervisor
+from appliance.runtime import LaunchPlan, Supervisor, logs
 from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
 from appliance.specs import (
     Conflict,
@@ -29,6 +31,8 @@ from appliance.specs import (
     OnlineDeploymentSpec,
     OnlineEndpointSpec,
     SpecError,
+    parse,
+    set_field,
     split_ref,
 )
 from appliance.specs import traffic as traffic_rules
@@ -70,6 +74,7 @@ class Control:
         self.supervisor = supervisor
         self.table = table
         self.token_secret = token_secret
+        self.listeners: list[Callable[[], None]] = []  # told after every change (hot reload re-syncs)
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -321,6 +326,19 @@ class Control:
         return {"accessToken": token, "tokenType": "Bearer", "expiryTimeUtc": expiry,
                 "refreshAfterTimeUtc": expiry - ttl_seconds // 2}
 
+    async def update_deployment(self, endpoint: str, name: str, sets: dict[str, str], wait: float) -> Outcome:
+        """`deployment update --set k=v`: the stored spec with these fields changed, applied again
+        (a new instance count scales; anything else replaces the instances one group at a time)."""
+        rec = await asyncio.to_thread(self.registry.get_deployment, endpoint, name)
+        body = msgspec.to_builtins(rec.spec)
+        for key, value in sets.items():
+            if key in ("name", "endpoint_name"):
+                raise SpecError(f"{key} can't be changed by an update", field=key)
+            set_field(body, key, value)
+        source = f"<update {endpoint}/{name}>"
+        document = await asyncio.to_thread(parse, body, source, Path.cwd())
+        return await self.apply([document], wait=wait)
+
     async def delete_deployment(self, endpoint: str, name: str) -> None:
         def remove() -> None:
             with self._atomic():
@@ -342,6 +360,7 @@ class Control:
         await asyncio.to_thread(remove)
         self.refresh_route(endpoint)
         await self.supervisor.remove(endpoint, name)
+        self._changed()
 
     async def delete_endpoint(self, name: str) -> None:
         def remove() -> list[str]:
@@ -355,6 +374,7 @@ class Control:
         deployments = await asyncio.to_thread(remove)
         self.table.remove(name)
         await asyncio.gather(*(self.supervisor.remove(name, d) for d in deployments))
+        self._changed()
 
     # -- runtime ------------------------------------------------------------------------------
 
@@ -366,6 +386,10 @@ class Control:
             model = self.registry.get_model(name, version)
             model_name, model_version = model.name, model.version
             model_dir = str(self.registry.artifacts.path(model.digest))
+        reqs: list[str] = []
+        if isinstance(spec.environment, str):
+            name, version = split_ref(spec.environment, "environment")
+            reqs = venv.requirements(self.registry.get_environment(name, version).spec)
         code_dir = scoring_script = None
         if rec.code_digest and spec.code_configuration:
             code_dir = str(self.registry.artifacts.path(rec.code_digest) / self.registry.artifact_name(rec.code_digest))
@@ -373,7 +397,7 @@ class Control:
         return LaunchPlan(
             endpoint=spec.endpoint_name, deployment=spec.name, instance_count=spec.instance_count,
             model_name=model_name, model_version=model_version, model_dir=model_dir, code_dir=code_dir,
-            scoring_script=scoring_script,
+            scoring_script=scoring_script, requirements=tuple(reqs),
             environment_variables=tuple(sorted(spec.environment_variables.items())),
             request_settings=spec.request_settings, liveness_probe=spec.liveness_probe,
             readiness_probe=spec.readiness_probe)
@@ -398,7 +422,11 @@ class Control:
     async def converge(self, deployments: list[tuple[str, str]], endpoints: set[str], wait: float) -> None:
         """Bring instances in line with the registry, then routing. New deployments start at once
         (and are waited for up to `wait` seconds); changed ones are replaced before this returns."""
-        plans = [self.plan(self.registry.get_deployment(ep, name)) for ep, name in deployments]
+        plans = []
+        for ep, name in deployments:
+            plan = await self._with_environment(self.plan(self.registry.get_deployment(ep, name)))
+            if plan is not None:
+                plans.append(plan)
         fresh = [p for p in plans if self.supervisor.get(*p.key) is None]
         for plan in fresh:  # runtimes exist before routing refers to them
             await self.supervisor.apply(plan)
@@ -408,6 +436,31 @@ class Control:
         if wait > 0:
             runtimes = [self.supervisor.get(*p.key) for p in fresh]
             await asyncio.gather(*(r.wait_settled(wait) for r in runtimes if r))
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    async def _with_environment(self, plan: LaunchPlan) -> LaunchPlan | None:
+        """The plan with its environment's venv (built now if needed), or None if that failed."""
+        if not plan.requirements:
+            return plan
+        build_log = self.supervisor.logs_dir / plan.endpoint / plan.deployment / "build.log"
+        build_log.parent.mkdir(parents=True, exist_ok=True)
+
+        def build() -> Path:
+            with build_log.open("a", buffering=1) as out:
+                return venv.ensure(self.registry.home / "envs", list(plan.requirements),
+                                   lambda text: out.write(logs.line("build", text)))
+
+        try:
+            python = await asyncio.to_thread(build)
+        except venv.BuildError as exc:
+            self.supervisor.fail(plan, f"environment build failed: {exc}")
+            self.refresh_route(plan.endpoint)
+            return None
+        return dataclasses.replace(plan, python=str(python))
 
     async def restore(self) -> None:
         """At start-up: every endpoint and deployment in the registry, back to serving."""

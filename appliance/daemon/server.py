@@ -14,6 +14,7 @@ import uvicorn
 from appliance.daemon.api import create_app
 from appliance.daemon.asgi import Dispatcher
 from appliance.daemon.control import Control
+from appliance.daemon.reload import HotReload
 from appliance.home import Home, HomeBusy
 from appliance.registry import Registry
 from appliance.registry.requestlog import RequestLogStore
@@ -34,7 +35,7 @@ def _logging(home: Home) -> None:
 
 
 def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_bytes: int = 1_572_864,
-          request_log: bool = True) -> int:
+          request_log: bool = True, watch: bool = False) -> int:
     home = Home(root)
     try:
         home.lock()
@@ -50,6 +51,8 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     control = Control(registry, supervisor, table, home.signing_key())
     requests = RequestLog(RequestLogStore(registry))
     dataplane = DataPlane(table, requests if request_log else None, max_request_bytes)
+    reload = HotReload(control, everything=watch)
+    control.listeners.append(reload.sync)
     base_url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
 
     async def startup() -> None:
@@ -60,6 +63,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
 
     async def shutdown() -> None:
         log.info("shutting down: stopping instances")
+        await reload.close()
         await dataplane.drain(timeout=5)
         await supervisor.stop_all()
         requests.close()  # every request logged so far reaches the database

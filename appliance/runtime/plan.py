@@ -21,6 +21,7 @@ class LaunchPlan:
     request_settings: RequestSettings = field(default_factory=RequestSettings)
     liveness_probe: Probe = field(default_factory=Probe)
     readiness_probe: Probe = field(default_factory=Probe)
+    requirements: tuple[str, ...] = ()  # the environment's pip requirements: a venv of its own
     python: str | None = None  # interpreter; None = the appliance's own
 
     @property
@@ -31,6 +32,6 @@ class LaunchPlan:
         """Whether `other` runs the same code on the same model (only the count may differ)."""
         if other is None:
             return False
-        fields = ("model_dir", "code_dir", "scoring_script", "environment_variables", "python",
+        fields = ("model_dir", "code_dir", "scoring_script", "environment_variables", "requirements", "python",
                   "model_name", "model_version")
         return all(getattr(self, f) == getattr(other, f) for f in fields)

@@ -8,9 +8,9 @@ import contextlib
 import os
 import signal
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
+from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.transport import UnixClient
 
@@ -60,8 +60,7 @@ class ProcessInstance:
         with self.log.open("a", buffering=1) as out:
             while line := await stream.readline():
                 text = line.decode(errors="replace").rstrip("\n")
-                stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-                out.write(f"{stamp} {tag} {text}\n")
+                out.write(logs.line(tag, text))
                 self.tail = [*self.tail[-(TAIL_LINES - 1):], text]
 
     @property

@@ -186,6 +186,7 @@ class DeploymentRuntime:
 
     async def apply(self, plan: LaunchPlan) -> None:
         async with self._lock:
+            self.error = None
             if not self.instances:
                 self.plan = plan
                 self.instances = [self._spawn(plan) for _ in range(plan.instance_count)]
@@ -216,8 +217,9 @@ class DeploymentRuntime:
             await asyncio.gather(*(i.settled.wait() for i in fresh))
             failed = [i for i in fresh if i.state != "ready"]
             if failed:
+                reason = failed[0].error  # before stop() clears it
                 await asyncio.gather(*(i.stop() for i in fresh))
-                self.error = f"update failed, still serving the previous version: {failed[0].error}"
+                self.error = f"update failed, still serving the previous version: {reason}"
                 return
             old, self.instances, self.plan = self.instances, fresh, plan
             self._refresh()
@@ -269,6 +271,15 @@ class Supervisor:
         if runtime is None:
             runtime = self.deployments[plan.key] = DeploymentRuntime(plan, self)
         await runtime.apply(plan)
+        return runtime
+
+    def fail(self, plan: LaunchPlan, error: str) -> DeploymentRuntime:
+        """A deployment that can't start (its environment did not build): shown as Failed with
+        `error`; instances it already had keep serving."""
+        runtime = self.deployments.get(plan.key)
+        if runtime is None:
+            runtime = self.deployments[plan.key] = DeploymentRuntime(plan, self)
+        runtime.error = error
         return runtime
 
     async def remove(self, endpoint: str, deployment: str) -> None:

@@ -283,3 +283,14 @@ def split_ref(value: str, field_name: str) -> tuple[str, str | None]:
     return name, version
 
 
+
+
+def set_field(body: dict[str, Any], dotted: str, value: str) -> None:
+    """`--set request_settings.max_queue_wait_ms=100`: a YAML-typed value at a dotted path."""
+    *parents, last = dotted.split(".")
+    for part in parents:
+        child = body.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise SpecError(f"{part!r} is not a mapping, so {dotted!r} can't be set", field=dotted)
+        body = child
+    body[last] = yaml.safe_load(value)

@@ -1,0 +1,1 @@
+"""Environment → venv (process runtime) or image (docker runtime); Dockerfile rendering; packaging."""

@@ -66,9 +66,13 @@ def cli(ctx: click.Context, home: str | None, url: str | None) -> None:
 @click.option("--request-log/--no-request-log", default=True, show_default=True,
               help="Record every request in the registry (endpoint logs, metrics, mirror-report).")
 @click.option("--watch", is_flag=True, help="Hot reload: replace a deployment's instances when its code changes.")
+@click.option("--runtime", type=click.Choice(["process", "docker"]), default="process", show_default=True,
+              help="Where deployments without a `runtime:` field run.")
+@click.option("--base-image", envvar="APPLIANCE_BASE_IMAGE", default="python:3.11-slim", show_default=True,
+              help="Base of the environment images the docker runtime builds.")
 @click.pass_context
 def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless: bool, max_request_mb: float,
-       request_log: bool, watch: bool) -> None:
+       request_log: bool, watch: bool, runtime: str, base_image: str) -> None:
     """Start the daemon: control API and data plane in one process; state survives restarts."""
     from appliance.daemon.server import serve
     from appliance.home import resolve
@@ -76,7 +80,7 @@ def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless:
     if not headless and sys.stdout.isatty():
         output.note("the terminal UI is not part of this build yet; serving headless (Ctrl-C stops)")
     sys.exit(serve(resolve(home_dir or ctx.obj["home"]), host, port, int(max_request_mb * 1024 * 1024),
-                   request_log, watch))
+                   request_log, watch, runtime, base_image))
 
 
 @cli.command()

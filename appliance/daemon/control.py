@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from appliance.builder import venv
+from appliance.builder import images, venv
 from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, ModelRecord, Registry
 from appliance.router import EndpointRoute, RoutingTable, tokens
 from appliance.runtime import LaunchPlan, Supervisor, logs
@@ -54,6 +54,17 @@ def new_key() -> str:
     return secrets.token_urlsafe(32)
 
 
+GPU_SKUS = ("_NC", "_ND", "_NV")  # Azure's GPU VM families
+
+
+def wants_gpu(spec: OnlineDeploymentSpec) -> bool:
+    """A GPU instance_type (Standard_NC6s_v3 ...) or nvidia.com/gpu in Kubernetes resources."""
+    if spec.instance_type and any(f in spec.instance_type.upper() for f in GPU_SKUS):
+        return True
+    resources = spec.resources or {}
+    return any("nvidia.com/gpu" in (resources.get(k) or {}) for k in ("requests", "limits"))
+
+
 def model_signature(path: Path) -> tuple[str, dict[str, Any] | None]:
     """(framework, signature): ONNX when the path holds exactly one .onnx file."""
     try:
@@ -68,12 +79,15 @@ def model_signature(path: Path) -> tuple[str, dict[str, Any] | None]:
 
 
 class Control:
-    def __init__(self, registry: Registry, supervisor: Supervisor, table: RoutingTable,
-                 token_secret: bytes) -> None:
+    def __init__(self, registry: Registry, supervisor: Supervisor, table: RoutingTable, token_secret: bytes,
+                 default_runtime: str = "process", base_image: str = images.DEFAULT_BASE) -> None:
         self.registry = registry
         self.supervisor = supervisor
         self.table = table
         self.token_secret = token_secret
+        self.default_runtime = default_runtime
+        self.base_image = base_image
+        self._builder: images.Builder | None = None
         self.listeners: list[Callable[[], None]] = []  # told after every change (hot reload re-syncs)
 
     # -- transactions -------------------------------------------------------------------------
@@ -387,9 +401,15 @@ class Control:
             model_name, model_version = model.name, model.version
             model_dir = str(self.registry.artifacts.path(model.digest))
         reqs: list[str] = []
+        routes, port = ("/score", "/", "/"), 8080
         if isinstance(spec.environment, str):
             name, version = split_ref(spec.environment, "environment")
-            reqs = venv.requirements(self.registry.get_environment(name, version).spec)
+            env = self.registry.get_environment(name, version).spec
+            reqs = venv.requirements(env)
+            if env.inference_config:  # bring-your-own container: its routes, its port
+                cfg = env.inference_config
+                routes, port = (cfg.scoring_route.path, cfg.liveness_route.path, cfg.readiness_route.path), \
+                    cfg.scoring_route.port
         code_dir = scoring_script = None
         if rec.code_digest and spec.code_configuration:
             code_dir = str(self.registry.artifacts.path(rec.code_digest) / self.registry.artifact_name(rec.code_digest))
@@ -400,7 +420,8 @@ class Control:
             scoring_script=scoring_script, requirements=tuple(reqs),
             environment_variables=tuple(sorted(spec.environment_variables.items())),
             request_settings=spec.request_settings, liveness_probe=spec.liveness_probe,
-            readiness_probe=spec.readiness_probe)
+            readiness_probe=spec.readiness_probe, runtime=spec.runtime or self.default_runtime, routes=routes,
+            port=port, gpu=wants_gpu(spec))
 
     def refresh_route(self, endpoint: str) -> None:
         """Rebuild one endpoint's routing from the registry and the supervisor."""
@@ -424,7 +445,8 @@ class Control:
         (and are waited for up to `wait` seconds); changed ones are replaced before this returns."""
         plans = []
         for ep, name in deployments:
-            plan = await self._with_environment(self.plan(self.registry.get_deployment(ep, name)))
+            rec = self.registry.get_deployment(ep, name)
+            plan = await self._prepare(self.plan(rec), rec)
             if plan is not None:
                 plans.append(plan)
         fresh = [p for p in plans if self.supervisor.get(*p.key) is None]
@@ -442,25 +464,54 @@ class Control:
         for listener in self.listeners:
             listener()
 
-    async def _with_environment(self, plan: LaunchPlan) -> LaunchPlan | None:
-        """The plan with its environment's venv (built now if needed), or None if that failed."""
-        if not plan.requirements:
+    async def _prepare(self, plan: LaunchPlan, rec: DeploymentRecord) -> LaunchPlan | None:
+        """The plan with its environment built (a venv, or an image for docker), or None if that
+        failed: then the deployment shows Failed with why, and instances it had keep serving."""
+        if plan.runtime == "process" and not plan.requirements:
             return plan
         build_log = self.supervisor.logs_dir / plan.endpoint / plan.deployment / "build.log"
         build_log.parent.mkdir(parents=True, exist_ok=True)
 
-        def build() -> Path:
+        def build() -> LaunchPlan:
             with build_log.open("a", buffering=1) as out:
-                return venv.ensure(self.registry.home / "envs", list(plan.requirements),
-                                   lambda text: out.write(logs.line("build", text)))
+                def say(text: str) -> None:
+                    out.write(logs.line("build", text))
+
+                if plan.runtime == "process":
+                    python = venv.ensure(self.registry.home / "envs", list(plan.requirements), say)
+                    return dataclasses.replace(plan, python=str(python))
+                return dataclasses.replace(plan, image=self._image(plan, rec, say))
 
         try:
-            python = await asyncio.to_thread(build)
-        except venv.BuildError as exc:
+            return await asyncio.to_thread(build)
+        except (venv.BuildError, images.BuildError, images.DockerUnavailable) as exc:
             self.supervisor.fail(plan, f"environment build failed: {exc}")
             self.refresh_route(plan.endpoint)
             return None
-        return dataclasses.replace(plan, python=str(python))
+
+    def _image(self, plan: LaunchPlan, rec: DeploymentRecord, say: Callable[[str], Any]) -> str:
+        """The image a docker deployment runs: its custom image as is, or its environment built."""
+        engine = self.supervisor.engine
+        if plan.gpu and "nvidia" not in (engine.info().get("Runtimes") or {}):
+            raise images.BuildError(f"deployment {plan.deployment!r} asks for a GPU (instance_type "
+                                    f"{rec.spec.instance_type}) but this Docker engine has no GPU runtime (nvidia); "
+                                    "use runtime: process here, or an engine with the NVIDIA container toolkit")
+        env = None
+        if isinstance(rec.spec.environment, str):
+            env = self.registry.get_environment(*split_ref(rec.spec.environment, "environment"))
+        if env is not None and env.spec.inference_config:
+            assert env.spec.image
+            if not engine.images.list(name=env.spec.image):
+                raise images.BuildError(f"custom image {env.spec.image!r} is not on this Docker engine")
+            return env.spec.image
+        name, version, digest = (env.name, env.version, env.digest) if env else ("default", "1", "none")
+        return self.image_builder.environment(name, version, digest, list(plan.requirements), plan.gpu, say).tag
+
+    @property
+    def image_builder(self) -> images.Builder:
+        if self._builder is None:
+            self._builder = images.Builder(self.supervisor.engine, self.registry.home / "cache", self.base_image)
+        return self._builder
 
     async def restore(self) -> None:
         """At start-up: every endpoint and deployment in the registry, back to serving."""

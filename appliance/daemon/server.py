@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
+from appliance.builder import images
 from appliance.daemon.api import create_app
 from appliance.daemon.asgi import Dispatcher
 from appliance.daemon.control import Control
@@ -20,6 +22,7 @@ from appliance.registry import Registry
 from appliance.registry.requestlog import RequestLogStore
 from appliance.router import DataPlane, RoutingTable
 from appliance.runtime import Supervisor
+from appliance.runtime.container import remove_orphans
 from appliance.telemetry.requestlog import RequestLog
 
 log = logging.getLogger("appliance")
@@ -35,7 +38,8 @@ def _logging(home: Home) -> None:
 
 
 def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_bytes: int = 1_572_864,
-          request_log: bool = True, watch: bool = False) -> int:
+          request_log: bool = True, watch: bool = False, runtime: str = "process",
+          base_image: str = images.DEFAULT_BASE) -> int:
     home = Home(root)
     try:
         home.lock()
@@ -46,9 +50,9 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     token = home.admin_token()
     registry = Registry(home.root)
     run_dir = Path(tempfile.mkdtemp(prefix="appliance-"))  # short: Unix socket paths max out at 107 bytes
-    supervisor = Supervisor(run_dir, home.logs)
+    supervisor = Supervisor(run_dir, home.logs, home=str(home.root))
     table = RoutingTable()
-    control = Control(registry, supervisor, table, home.signing_key())
+    control = Control(registry, supervisor, table, home.signing_key(), runtime, base_image)
     requests = RequestLog(RequestLogStore(registry))
     dataplane = DataPlane(table, requests if request_log else None, max_request_bytes)
     reload = HotReload(control, everything=watch)
@@ -57,6 +61,9 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
 
     async def startup() -> None:
         requests.start()
+        with contextlib.suppress(images.DockerUnavailable):  # no engine: nothing of ours can be running there
+            if removed := remove_orphans(supervisor.engine, str(home.root)):
+                log.info("removed %d container(s) left behind by an earlier daemon on this home", removed)
         await control.restore()
         home.announce(base_url)
         log.info("serving %s (home %s); endpoints at %s/endpoints/<name>/score", base_url, home.root, base_url)

@@ -66,6 +66,7 @@ class ArtifactStore:
         if dest.exists():
             return Artifact(digest, src.name, size, files, created=False)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide the content from containers' non-root users
         try:
             if src.is_dir():
                 shutil.copytree(src, staging / src.name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -2,6 +2,6 @@
 
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.supervisor import DeploymentRuntime, Instance, Supervisor
-from appliance.runtime.transport import Response, UnixClient
+from appliance.runtime.transport import HTTPClient, Response
 
-__all__ = ["DeploymentRuntime", "Instance", "LaunchPlan", "Response", "Supervisor", "UnixClient"]
+__all__ = ["DeploymentRuntime", "HTTPClient", "Instance", "LaunchPlan", "Response", "Supervisor"]

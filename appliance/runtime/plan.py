@@ -23,6 +23,11 @@ class LaunchPlan:
     readiness_probe: Probe = field(default_factory=Probe)
     requirements: tuple[str, ...] = ()  # the environment's pip requirements: a venv of its own
     python: str | None = None  # interpreter; None = the appliance's own
+    runtime: str = "process"  # or "docker"
+    image: str | None = None  # docker: the image to run (an environment image, or a custom one)
+    port: int = 8080  # docker: the port the container serves on
+    routes: tuple[str, str, str] = ("/score", "/", "/")  # scoring, liveness, readiness paths
+    gpu: bool = False  # docker: ask the engine for GPUs
 
     @property
     def key(self) -> tuple[str, str]:
@@ -33,5 +38,5 @@ class LaunchPlan:
         if other is None:
             return False
         fields = ("model_dir", "code_dir", "scoring_script", "environment_variables", "requirements", "python",
-                  "model_name", "model_version")
+                  "model_name", "model_version", "runtime", "image", "port", "routes", "gpu")
         return all(getattr(self, f) == getattr(other, f) for f in fields)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
-from appliance.runtime.transport import UnixClient
+from appliance.runtime.transport import HTTPClient
 
 TAIL_LINES = 40
 
@@ -24,7 +24,7 @@ class ProcessInstance:
         self.plan = plan
         self.socket = socket
         self.log = log
-        self.client = UnixClient(str(socket))
+        self.client = HTTPClient(path=str(socket))
         self.proc: asyncio.subprocess.Process | None = None
         self.tail: list[str] = []  # last lines of output, for error reports
         self._pumps: list[asyncio.Task[None]] = []
@@ -68,6 +68,10 @@ class ProcessInstance:
         return self.proc.pid if self.proc else None
 
     @property
+    def exit_code(self) -> int | None:
+        return self.proc.returncode if self.proc else None
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
@@ -90,6 +94,9 @@ class ProcessInstance:
                     self.proc.kill()
                 await self.wait()
         self.socket.unlink(missing_ok=True)
+
+    def target(self, path: str) -> str:
+        return path
 
     async def probe(self, timeout: float) -> bool:
         """Azure's liveness/readiness route: `GET /` answers 200 when the worker serves."""

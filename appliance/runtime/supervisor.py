@@ -1,6 +1,6 @@
 """The supervisor: keeps each deployment's instances running, ready and replaced safely.
 
-An `Instance` owns one backend (a `ProcessInstance` today) and a lifecycle task: start, wait for
+An `Instance` owns one backend (a `Backend`: a child process, or a container) and a lifecycle task: start, wait for
 readiness, watch liveness, restart with exponential backoff; a worker that keeps dying before it
 is ready is marked failed with the tail of its output instead of looping silently.
 A `DeploymentRuntime` keeps the `ready` list the router reads, and replaces instances one group at
@@ -20,6 +20,9 @@ from typing import Any
 
 import msgspec
 
+from appliance.builder import images
+from appliance.runtime.backend import Backend
+from appliance.runtime.container import ContainerInstance
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.process import ProcessInstance
 
@@ -31,7 +34,7 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 
 
 class Instance:
-    def __init__(self, backend: ProcessInstance, on_change: Callable[[], None]) -> None:
+    def __init__(self, backend: Backend, on_change: Callable[[], None]) -> None:
         self.backend = backend
         self.name = backend.name
         self.state = "starting"  # starting | ready | unhealthy | restarting | failed | stopped
@@ -48,6 +51,9 @@ class Instance:
     @property
     def client(self) -> Any:
         return self.backend.client
+
+    def target(self, path: str) -> str:
+        return self.backend.target(path)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._lifecycle(), name=f"instance {self.name}")
@@ -80,7 +86,7 @@ class Instance:
                 reason = "never became ready"
             if self._stopping:
                 return
-            code = self.backend.proc.returncode if self.backend.proc else None
+            code = self.backend.exit_code
             if self.backend.running:  # unresponsive: replace it
                 await self.backend.stop(grace=1.0)
             tail = "\n".join(self.backend.tail[-10:])
@@ -109,7 +115,6 @@ class Instance:
     async def _watch(self, plan: LaunchPlan) -> str:
         """Until the worker exits or fails its liveness probe `failure_threshold` times in a row."""
         probe = plan.liveness_probe
-        assert self.backend.proc
         exited = asyncio.create_task(self.backend.wait())
         failures = 0
         try:
@@ -251,17 +256,28 @@ class DeploymentRuntime:
 
 
 class Supervisor:
-    def __init__(self, run_dir: Path, logs_dir: Path) -> None:
+    def __init__(self, run_dir: Path, logs_dir: Path, home: str = "") -> None:
         self.run_dir = run_dir
         self.logs_dir = logs_dir
+        self.home = home  # labels this daemon's containers
         self.deployments: dict[tuple[str, str], DeploymentRuntime] = {}
         self._counter = itertools.count()
+        self._engine: Any = None
 
-    def backend(self, plan: LaunchPlan) -> ProcessInstance:
+    @property
+    def engine(self) -> Any:
+        """The Docker engine, asked for only when a docker deployment needs it."""
+        if self._engine is None:
+            self._engine = images.engine()
+        return self._engine
+
+    def backend(self, plan: LaunchPlan) -> Backend:
         n = next(self._counter)
         name = f"{plan.deployment}-{n}"
-        return ProcessInstance(name, n, plan, self.run_dir / f"i{n}.sock",
-                               self.logs_dir / plan.endpoint / plan.deployment / f"{name}.log")
+        log_file = self.logs_dir / plan.endpoint / plan.deployment / f"{name}.log"
+        if plan.runtime == "docker":
+            return ContainerInstance(name, plan, log_file, self.engine, self.home)
+        return ProcessInstance(name, n, plan, self.run_dir / f"i{n}.sock", log_file)
 
     def get(self, endpoint: str, deployment: str) -> DeploymentRuntime | None:
         return self.deployments.get((endpoint, deployment))

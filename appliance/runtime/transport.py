@@ -1,4 +1,5 @@
-"""HTTP/1.1 over a worker's Unix socket, with keep-alive connections reused across requests.
+"""HTTP/1.1 to an instance (a worker's Unix socket, or a container's port on 127.0.0.1), with
+keep-alive connections reused across requests.
 
 This is the router's hot path to an instance: asyncio streams plus httptools' response parser,
 no per-request client objects. httpx costs several hundred µs per request here; this costs tens.
@@ -64,13 +65,19 @@ class _Connection:
         self.writer.close()
 
 
-class UnixClient:
-    """A pool of keep-alive connections to one Unix socket."""
+class HTTPClient:
+    """A pool of keep-alive connections to one Unix socket (`path`) or TCP address (`host`, `port`)."""
 
-    def __init__(self, path: str, max_idle: int = 64) -> None:
-        self.path = path
+    def __init__(self, path: str | None = None, host: str = "127.0.0.1", port: int | None = None,
+                 max_idle: int = 64) -> None:
+        self.path, self.host, self.port = path, host, port
         self.max_idle = max_idle
         self._idle: list[_Connection] = []
+
+    async def _connect(self) -> _Connection:
+        if self.path is not None:
+            return _Connection(*await asyncio.open_unix_connection(self.path))
+        return _Connection(*await asyncio.open_connection(self.host, self.port))
 
     async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = ()) -> Response:
         head = [f"{method} {target} HTTP/1.1\r\nhost: worker\r\ncontent-length: {len(body)}\r\n".encode()]
@@ -79,7 +86,7 @@ class UnixClient:
         # A pooled connection may have been closed by the worker meanwhile: retry once on a fresh one.
         for attempt in (0, 1):
             reused = bool(self._idle) and attempt == 0
-            conn = self._idle.pop() if reused else _Connection(*await asyncio.open_unix_connection(self.path))
+            conn = self._idle.pop() if reused else await self._connect()
             try:
                 response, keep = await conn.roundtrip(request)
             except (ConnectionError, httptools.HttpParserError):

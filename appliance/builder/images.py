@@ -1,0 +1,156 @@
+"""Environment → image, through the Docker SDK: hermetic (every wheel downloaded on the host into
+the build context, installed with --no-index inside: no network in the build, no TLS trouble
+behind intercepting proxies), content-addressed tags, OCI labels, and a cache hit that calls no
+`docker build` at all."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+import appliance
+from appliance.builder import dockerfile
+from appliance.registry import digest_of
+
+DEFAULT_BASE = "python:3.11-slim"
+# What the worker (appliance.scoring) imports, for the image's Python.
+WORKER = ["numpy>=1.26,<3", "msgspec>=0.18,<1", "uvicorn>=0.30,<1", "httptools>=0.6", "uvloop>=0.19"]
+Say = Callable[[str], Any]
+
+
+class DockerUnavailable(RuntimeError):
+    pass
+
+
+class BuildError(RuntimeError):
+    """A build step failed; the message names it and ends with the tail of its output."""
+
+
+def engine() -> docker.DockerClient:
+    """The Docker engine, or one clear error (the process runtime never needs it)."""
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailable(
+            f"this needs a running Docker engine, and none answered ({exc}); start one (dockerd) or set "
+            "DOCKER_HOST. The process runtime works without it.") from None
+    return client
+
+
+@dataclass(frozen=True)
+class Image:
+    tag: str
+    id: str
+    cached: bool
+
+
+def _platforms() -> list[str]:
+    arch = platform.machine()
+    return [f"manylinux_2_{minor}_{arch}" for minor in range(17, 37)] + [f"manylinux2014_{arch}", f"linux_{arch}"]
+
+
+def _run(command: list[str], say: Say, what: str) -> None:
+    tail: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout
+        for line in proc.stdout:
+            say(line.rstrip())
+            tail = [*tail[-19:], line.rstrip()]
+    if proc.returncode != 0:
+        raise BuildError(f"{what} failed (exit code {proc.returncode}):\n" + "\n".join(tail))
+
+
+class Builder:
+    def __init__(self, client: docker.DockerClient, cache: Path, base_image: str = DEFAULT_BASE) -> None:
+        self.client = client
+        self.cache = cache
+        self.base_image = base_image
+
+    def project_wheel(self, say: Say) -> Path:
+        """The appliance's own wheel (the worker ships from it), built once per source digest."""
+        source = Path(appliance.__file__).resolve().parents[1]
+        if not (source / "pyproject.toml").exists():
+            raise BuildError(f"the appliance's source is not at {source}; install it with ./install.sh")
+        digest, _, _ = digest_of(source / "appliance")
+        folder = self.cache / "wheels" / digest[:16]
+        found = sorted(folder.glob("appliance-*.whl"))
+        if found:
+            return found[0]
+        say("building the appliance wheel")
+        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w",
+              str(folder), str(source)], say, "building the appliance wheel")
+        return sorted(folder.glob("appliance-*.whl"))[0]
+
+    def _base_id(self) -> str:
+        try:
+            return self.client.images.get(self.base_image).id
+        except docker.errors.ImageNotFound:
+            raise BuildError(f"base image {self.base_image!r} is not on this engine; `docker pull` it, or set "
+                             "another with --base-image / APPLIANCE_BASE_IMAGE") from None
+
+    def environment(self, name: str, version: str, env_digest: str, reqs: list[str], gpu: bool, say: Say) -> Image:
+        runtime = "onnxruntime-gpu>=1.19,<2" if gpu else "onnxruntime>=1.19,<2"
+        wanted = [*reqs, *WORKER, runtime]
+        wheel = self.project_wheel(say)
+        identity = json.dumps({"base": self._base_id(), "requirements": wanted, "wheel": wheel.name,
+                               "wheel_sha": hashlib.sha256(wheel.read_bytes()).hexdigest()}, sort_keys=True)
+        digest = hashlib.sha256(identity.encode()).hexdigest()
+        tag = f"appliance/env-{name.lower()}:{version}-{digest[:12]}"
+        try:
+            found = self.client.images.get(tag)
+            say(f"{tag} is up to date")
+            return Image(tag, found.id, cached=True)
+        except docker.errors.ImageNotFound:
+            pass
+        labels = {
+            "org.opencontainers.image.title": f"appliance environment {name}:{version}",
+            "org.opencontainers.image.version": version,
+            "org.opencontainers.image.created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "org.opencontainers.image.base.name": self.base_image,
+            "org.opencontainers.image.vendor": "appliance",
+            "appliance.environment.name": name,
+            "appliance.environment.version": version,
+            "appliance.environment.digest": env_digest,
+            "appliance.image.digest": digest,
+        }
+        with tempfile.TemporaryDirectory(prefix="appliance-build-") as tmp:
+            context = Path(tmp)
+            wheelhouse = context / "wheelhouse"
+            say(f"downloading wheels for {' '.join(wanted)}")
+            platforms = [arg for p in _platforms() for arg in ("--platform", p)]
+            _run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
+                  "--python-version", "3.11", "--implementation", "cp", *platforms, "-d", str(wheelhouse), *wanted],
+                 say, "downloading wheels")
+            shutil.copy2(wheel, wheelhouse / wheel.name)
+            (context / "requirements.txt").write_text("\n".join(wanted) + "\n")
+            (context / "Dockerfile").write_text(dockerfile.environment(self.base_image, labels))
+            return Image(tag, self._build(context, tag, say), cached=False)
+
+    def _build(self, context: Path, tag: str, say: Say) -> str:
+        step, tail = "", []
+        for event in self.client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
+                                           pull=False):
+            text = (event.get("stream") or event.get("status") or "").rstrip()
+            if text:
+                say(text)
+                tail = [*tail[-19:], text]
+                if text.startswith("Step "):
+                    step = text
+            if "error" in event:
+                detail = event.get("errorDetail", {}).get("message") or event["error"]
+                raise BuildError(f"docker build failed at {step or 'the first step'}: {detail}\n" + "\n".join(tail))
+        return self.client.images.get(tag).id

@@ -3,7 +3,7 @@
 #
 #   ./install.sh          the appliance itself
 #   ./install.sh --dev    plus the test and lint dependencies
-#   ./install.sh --test   --dev, then every check CI runs: ruff, import contracts, the tests
+#   ./install.sh --test   --dev and a Docker engine, then every check CI runs: ruff, import contracts, the tests
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -45,7 +45,26 @@ else
   say "appliance is at $HOME/.local/bin/appliance; put it on PATH with: export PATH=\"\$HOME/.local/bin:\$PATH\""
 fi
 
+# The Docker tests need a real engine, debootstrap (base images without a registry) and a registry
+# to push to: installed from Debian's packages and started here when missing.
+ensure_docker() {
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! command -v docker-registry >/dev/null; then
+    say "installing the Docker engine, debootstrap and docker-registry (Debian packages)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker.io debootstrap docker-registry >/dev/null
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    say "starting the Docker engine"
+    $sudo sh -c 'nohup dockerd > /tmp/appliance-dockerd.log 2>&1 &'
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { echo "install.sh: dockerd did not start (see /tmp/appliance-dockerd.log)" >&2; exit 1; }
+  fi
+}
+
 if [ "$test" = 1 ]; then
+  ensure_docker
   say "ruff"
   .venv/bin/ruff check appliance tui tests examples
   say "import contracts"

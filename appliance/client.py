@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,25 @@ class Client:
 
     def get_environment(self, name: str, version: str | None = None) -> dict[str, Any]:
         return self._call("GET", f"/environments/{name}", params={"version": version} if version else None)
+
+    def _stream(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """NDJSON events of a long operation: {"log"} lines, then {"result"} or {"error"}."""
+        try:
+            with self._http.stream("POST", "/api/v1" + path, params=params, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.json().get("message", response.text), response.status_code)
+                for line in response.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TransportError as exc:
+            raise ApiError(f"cannot reach the appliance daemon at {self.url} ({exc})") from None
+
+    def build_environment(self, name: str, version: str | None = None) -> Iterator[dict[str, Any]]:
+        return self._stream(f"/environments/{name}/build", {"version": version} if version else {})
+
+    def package(self, endpoint: str, deployment: str, push: str | None = None) -> Iterator[dict[str, Any]]:
+        return self._stream(f"/endpoints/{endpoint}/deployments/{deployment}/package", {"push": push} if push else {})
 
     def list_endpoints(self) -> list[dict[str, Any]]:
         return self._call("GET", "/endpoints")

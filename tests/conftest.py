@@ -41,9 +41,10 @@ def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = 
 class Daemon:
     """`appliance up --headless` in a child process, and the CLI pointed at it."""
 
-    def __init__(self, home: Path, *flags: str) -> None:
+    def __init__(self, home: Path, *flags: str, env: dict[str, str] | None = None) -> None:
         self.home = home
         self.flags = flags
+        self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home.parent / f"daemon-{self.port}.log"
@@ -51,7 +52,7 @@ class Daemon:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "APPLIANCE_HOME": str(self.home), "APPLIANCE_URL": self.url}
+        return {**os.environ, "APPLIANCE_HOME": str(self.home), "APPLIANCE_URL": self.url, **self.extra_env}
 
     def start(self) -> Daemon:
         self.proc = subprocess.Popen([APPLIANCE, "up", "--headless", "--port", str(self.port), *self.flags],
@@ -129,3 +130,36 @@ def iris_project(tmp_path: Path, iris_onnx: Path) -> Path:
         "name: blue\nendpoint_name: my-ep\nmodel:\n  name: iris\n  path: ./model/\n"
         "instance_type: Standard_DS3_v2\ninstance_count: 1\n")
     return project
+
+
+BASE_IMAGE = "local/python:3.11-bookworm"
+
+
+@pytest.fixture(scope="session")
+def docker_base_image() -> str:
+    """A Debian base image with Python 3.11, made with debootstrap (no registry to pull from here)
+    and reused while it exists on the engine."""
+    import docker
+
+    engine = docker.from_env()
+    engine.ping()  # install.sh --test installs and starts the engine
+    if not engine.images.list(name=BASE_IMAGE):
+        sources = Path("/etc/apt/sources.list.d/debian.sources")
+        mirror = next((ln.split()[1] for ln in sources.read_text().splitlines() if ln.startswith("URIs:")),
+                      "http://deb.debian.org/debian") if sources.exists() else "http://deb.debian.org/debian"
+        rootfs = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True, check=True).stdout.strip())
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+                        "bookworm", str(rootfs), mirror], check=True, capture_output=True)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
+        tar.wait()
+        subprocess.run(["rm", "-rf", str(rootfs)], check=True)
+    return BASE_IMAGE
+
+
+@pytest.fixture
+def docker_daemon(tmp_path: Path, docker_base_image: str) -> Iterator[Daemon]:
+    d = Daemon(tmp_path / "home", "--base-image", docker_base_image).start()
+    yield d
+    if d.proc and d.proc.poll() is None:
+        d.stop()

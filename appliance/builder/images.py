@@ -154,3 +154,30 @@ class Builder:
                 detail = event.get("errorDetail", {}).get("message") or event["error"]
                 raise BuildError(f"docker build failed at {step or 'the first step'}: {detail}\n" + "\n".join(tail))
         return self.client.images.get(tag).id
+
+    def package(self, env_image: str, tag: str, artifacts: list[tuple[Path, str]], dockerfile_text: str,
+                say: Say) -> Image:
+        """A self-contained image: `artifacts` (source folder → folder name in the context) copied
+        into the build context, `dockerfile_text` (from `dockerfile.package`) on top of `env_image`."""
+        with tempfile.TemporaryDirectory(prefix="appliance-package-") as tmp:
+            context = Path(tmp)
+            for source, name in artifacts:
+                shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+            (context / "Dockerfile").write_text(dockerfile_text)
+            return Image(tag, self._build(context, tag, say), cached=False)
+
+    def push(self, tag: str, repository: str, say: Say) -> str:
+        """Push under `repository` (REGISTRY/REPO, same tag); the pushed reference with its digest."""
+        version = tag.rpartition(":")[2]
+        image = self.client.images.get(tag)
+        image.tag(repository, version)
+        for event in self.client.images.push(repository, version, stream=True, decode=True):
+            if "error" in event:
+                raise BuildError(f"push to {repository} failed: {event['error']}")
+            if event.get("status"):
+                say(" ".join(str(event[k]) for k in ("id", "status", "progress") if event.get(k)))
+        image.reload()
+        digests = [d for d in image.attrs.get("RepoDigests", []) if d.startswith(repository + "@")]
+        if not digests:
+            raise BuildError(f"push to {repository} reported no digest")
+        return digests[0]

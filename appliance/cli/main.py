@@ -191,6 +191,30 @@ def environment_list(ctx: click.Context, fmt: str) -> None:
               ("IMAGE", lambda e: e["spec"].get("image")), ("DIGEST", lambda e: e["digest"][:12])])
 
 
+@environment.command("build")
+@click.argument("name")
+@output_option
+@click.pass_context
+def environment_build(ctx: click.Context, name: str, fmt: str) -> None:
+    """Build NAME[:VERSION] into an image (docker); unchanged environments are a cache hit."""
+    env_name, _, version = name.partition(":")
+    with reporting():
+        result = follow_stream(client(ctx).build_environment(env_name, version or None))
+    emit(result, fmt)
+
+
+def follow_stream(events: Any) -> dict[str, Any]:
+    """Progress lines to stderr as they come; the result, or a failure with its message."""
+    for event in events:
+        if "log" in event:
+            output.progress(event["log"])
+        elif "error" in event:
+            raise ApiError(event["error"], 400)
+        else:
+            return event["result"]
+    raise ApiError("the daemon ended the stream without a result", 500)
+
+
 @environment.command("show")
 @click.argument("name")
 @click.option("--version")
@@ -517,6 +541,23 @@ def deployment_delete(ctx: click.Context, endpoint_name: str, name: str) -> None
     with reporting():
         client(ctx).delete_deployment(endpoint_name, name)
     output.note(f"deployment {endpoint_name}/{name} deleted")
+
+
+@cli.command()
+@click.argument("endpoint_name")
+@click.argument("name")
+@click.option("--push", help="Also push to REGISTRY/REPO (same tag).")
+@output_option
+@click.pass_context
+def package(ctx: click.Context, endpoint_name: str, name: str, push: str | None, fmt: str) -> None:
+    """Bake a deployment's model and code into a self-contained image (Azure's Model.package);
+    it serves /score and /v2 on its own: docker run -p 127.0.0.1:8080:8080 IMAGE."""
+    with reporting():
+        result = follow_stream(client(ctx).package(endpoint_name, name, push))
+    if fmt == "table":
+        click.echo(result["reference"])
+    else:
+        emit(result, fmt)
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -67,6 +67,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def progress(line: str) -> None:
+    """A line of a build's output, dimmed, on stderr."""
+    stderr.print(line, style="dim", markup=False, highlight=False)
+
+
 def note(message: str) -> None:
     stderr.print(message)
 

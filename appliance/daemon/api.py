@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,9 +13,11 @@ import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.response import Stream
 from msgspec import Struct
 
 import appliance
+from appliance.builder import images
 from appliance.daemon import views
 from appliance.daemon.control import Control
 from appliance.registry.requestlog import RequestLogStore
@@ -97,6 +100,47 @@ async def list_environments(request: Request[Any, Any, Any]) -> list[dict[str, A
 async def show_environment(request: Request[Any, Any, Any], name: str,
                            version: str | None = None) -> dict[str, Any]:
     return views.environment(await asyncio.to_thread(_control(request).registry.get_environment, name, version))
+
+
+def _stream(work: Callable[[Callable[[str], None]], dict[str, Any]]) -> Stream:
+    """Run `work` in a thread; stream its progress lines, then its result or error, as NDJSON."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    def say(text: str) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, {"log": text})
+
+    async def run() -> None:
+        try:
+            queue.put_nowait({"result": await asyncio.to_thread(work, say)})
+        except (SpecError, images.BuildError, images.DockerUnavailable) as exc:
+            queue.put_nowait({"error": str(exc)})
+        except Exception as exc:
+            log.exception("streamed operation failed")
+            queue.put_nowait({"error": f"internal error ({type(exc).__name__}: {exc}); see the daemon log"})
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.create_task(run())
+
+    async def lines() -> AsyncIterator[bytes]:
+        while (item := await queue.get()) is not None:
+            yield msgspec.json.encode(item) + b"\n"
+        await task
+
+    return Stream(lines(), media_type="application/x-ndjson")
+
+
+@post("/environments/{name:str}/build", status_code=200)
+async def build_environment(request: Request[Any, Any, Any], name: str, version: str | None = None) -> Stream:
+    control = _control(request)
+    return _stream(lambda say: control.build_environment(name, version, say))
+
+
+@post("/endpoints/{endpoint:str}/deployments/{name:str}/package", status_code=200)
+async def package(request: Request[Any, Any, Any], endpoint: str, name: str, push: str | None = None) -> Stream:
+    control = _control(request)
+    return _stream(lambda say: control.package(endpoint, name, push, say))
 
 
 # -- endpoints ---------------------------------------------------------------------------------
@@ -280,7 +324,8 @@ def create_app(control: Control, request_log: RequestLog, base_url: str, on_star
     from litestar import Router
 
     api = Router("/api/v1", route_handlers=[
-        health, apply, list_models, show_model, create_model, list_environments, show_environment,
+        health, apply, build_environment, package, list_models, show_model, create_model, list_environments,
+        show_environment,
         list_endpoints, show_endpoint, delete_endpoint, credentials, update_traffic, regenerate_keys, get_token,
         request_logs, metrics, mirror_report, list_deployments, show_deployment, update_deployment, deployment_logs,
         delete_deployment, events])

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from appliance.builder import images, venv
+from appliance.builder import dockerfile, images, venv
 from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, ModelRecord, Registry
 from appliance.router import EndpointRoute, RoutingTable, tokens
 from appliance.runtime import LaunchPlan, Supervisor, logs
@@ -506,6 +506,44 @@ class Control:
             return env.spec.image
         name, version, digest = (env.name, env.version, env.digest) if env else ("default", "1", "none")
         return self.image_builder.environment(name, version, digest, list(plan.requirements), plan.gpu, say).tag
+
+    def build_environment(self, name: str, version: str | None, say: Callable[[str], Any]) -> dict[str, Any]:
+        """`appliance environment build`: the environment's image (a cache hit when unchanged)."""
+        env = self.registry.get_environment(name, version)
+        if env.spec.inference_config:
+            raise SpecError(f"environment {env.name}:{env.version} is a custom image ({env.spec.image}) with its own "
+                            "inference_config: there is nothing to build", field="inference_config")
+        image = self.image_builder.environment(env.name, env.version, env.digest, venv.requirements(env.spec),
+                                               False, say)
+        return {"image": image.tag, "id": image.id, "cached": image.cached}
+
+    def package(self, endpoint: str, name: str, push: str | None, say: Callable[[str], Any]) -> dict[str, Any]:
+        """Azure's Model.package: the deployment's environment image with its model and code baked in."""
+        rec = self.registry.get_deployment(endpoint, name)
+        plan = dataclasses.replace(self.plan(rec), runtime="docker")
+        base = self._image(plan, rec, say)
+        artifacts: list[tuple[Path, str]] = []
+        model = code = None
+        if plan.model_dir and plan.model_name and plan.model_version:
+            artifacts.append((Path(plan.model_dir), "model"))
+            model = ("model", plan.model_name, plan.model_version)
+        if plan.code_dir and plan.scoring_script:
+            artifacts.append((Path(plan.code_dir), "code"))
+            code = ("code", plan.scoring_script)
+        labels = {"org.opencontainers.image.title": f"appliance {endpoint}/{name}",
+                  "org.opencontainers.image.version": plan.model_version or "1",
+                  "org.opencontainers.image.base.name": base,
+                  "appliance.endpoint": endpoint, "appliance.deployment": name,
+                  "appliance.model": f"{plan.model_name}:{plan.model_version}" if model else ""}
+        text = dockerfile.package(base, labels, model, code, dict(plan.environment_variables))
+        model_tag = f"{plan.model_name}-v{plan.model_version}" if model else "code"
+        tag = f"appliance/{endpoint}-{name}:{model_tag}".lower()
+        image = self.image_builder.package(base, tag, artifacts, text, say)
+        reference = f"{tag}@{image.id}"
+        if push:
+            reference = self.image_builder.push(tag, push, say)
+        self.registry.add_event("deployment.packaged", f"{endpoint}/{name}", image=reference)
+        return {"image": tag, "id": image.id, "reference": reference}
 
     @property
     def image_builder(self) -> images.Builder:

@@ -32,10 +32,14 @@ class Response:
 class _Parsed:
     headers: Headers = field(default_factory=list)
     chunks: list[bytes] = field(default_factory=list)
+    headed: bool = False
     done: bool = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.headed = True
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -56,6 +60,8 @@ class _Connection:
         while not parsed.done:
             data = await self.reader.read(65536)
             if not data:
+                if parsed.headed:  # an HTTP/1.0-style answer whose body ends with the connection
+                    return Response(parser.get_status_code(), parsed.headers, b"".join(parsed.chunks)), False
                 raise ConnectionResetError("the worker closed the connection")
             parser.feed_data(data)
         response = Response(parser.get_status_code(), parsed.headers, b"".join(parsed.chunks))

@@ -2,6 +2,7 @@
 
 Routes are azmlinfsrv's (`GET /`, `/score`, `/swagger.json`) plus the Open Inference Protocol
 (`/v2/...`) and `/appliance/info`, which the supervisor reads to report the provider in use.
+A scoring script's deployment answers every path but those two as azmlinfsrv does (script.py).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _json(status: int, value: Any, *extra: tuple[bytes, bytes]) -> Reply:
 
 
 class Worker:
-    """Serves a no-code ONNX model, or a user's score.py (then `/score` is the script's)."""
+    """Serves a no-code ONNX model, or a user's score.py (then azmlinfsrv's routes are the script's)."""
 
     def __init__(self, name: str, version: str, model: OnnxModel | None = None,
                  script: ScriptScorer | None = None) -> None:
@@ -51,15 +52,14 @@ class Worker:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        if self.script is not None and scope["path"] == "/score":
-            headers = {k.decode("latin-1").title(): v.decode("latin-1") for k, v in scope["headers"]}
-            status, ctype, payload, extra = await self.script.score(scope["method"], body, headers)
+        if self.script is not None and not scope["path"].startswith(("/v2", "/appliance/")):
+            # Every other path is azmlinfsrv's, its 404s and 405s included.
+            status, headers, payload = await self.script.handle(scope, body)
         else:
             status, ctype, payload, extra = self.handle(scope["method"], scope["path"], body,
                                                         _header(scope, b"inference-header-content-length"))
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", ctype), (b"content-length", str(len(payload)).encode()),
-                                *extra]})
+            headers = [(b"content-type", ctype), (b"content-length", str(len(payload)).encode()), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
     def handle(self, method: str, path: str, body: bytes, json_length: bytes | None = None) -> Reply:

@@ -95,18 +95,28 @@ class Builder:
               str(folder), str(source)], say, "building the appliance wheel")
         return sorted(folder.glob("appliance-*.whl"))[0]
 
-    def _base_id(self) -> str:
+    def base(self, wanted: str | None, say: Say) -> tuple[str, str]:
+        """(name, id) of the base to build on: the environment's own `image` when the engine has it,
+        else the configured base image (said in the build log)."""
+        if wanted:
+            try:
+                return wanted, self.client.images.get(wanted).id
+            except docker.errors.ImageNotFound:
+                say(f"base image {wanted} is not on this engine (docker pull it to use it); building on "
+                    f"{self.base_image}")
         try:
-            return self.client.images.get(self.base_image).id
+            return self.base_image, self.client.images.get(self.base_image).id
         except docker.errors.ImageNotFound:
             raise BuildError(f"base image {self.base_image!r} is not on this engine; `docker pull` it, or set "
                              "another with --base-image / APPLIANCE_BASE_IMAGE") from None
 
-    def environment(self, name: str, version: str, env_digest: str, reqs: list[str], gpu: bool, say: Say) -> Image:
+    def environment(self, name: str, version: str, env_digest: str, reqs: list[str], gpu: bool, say: Say,
+                    image: str | None = None) -> Image:
         runtime = "onnxruntime-gpu>=1.19,<2" if gpu else "onnxruntime>=1.19,<2"
         wanted = [*reqs, *WORKER, runtime]
         wheel = self.project_wheel(say)
-        identity = json.dumps({"base": self._base_id(), "requirements": wanted, "wheel": wheel.name,
+        base, base_id = self.base(image, say)
+        identity = json.dumps({"base": base_id, "requirements": wanted, "wheel": wheel.name,
                                "wheel_sha": hashlib.sha256(wheel.read_bytes()).hexdigest()}, sort_keys=True)
         digest = hashlib.sha256(identity.encode()).hexdigest()
         tag = f"appliance/env-{name.lower()}:{version}-{digest[:12]}"
@@ -120,7 +130,7 @@ class Builder:
             "org.opencontainers.image.title": f"appliance environment {name}:{version}",
             "org.opencontainers.image.version": version,
             "org.opencontainers.image.created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "org.opencontainers.image.base.name": self.base_image,
+            "org.opencontainers.image.base.name": base,
             "org.opencontainers.image.vendor": "appliance",
             "appliance.environment.name": name,
             "appliance.environment.version": version,
@@ -137,7 +147,7 @@ class Builder:
                  say, "downloading wheels")
             shutil.copy2(wheel, wheelhouse / wheel.name)
             (context / "requirements.txt").write_text("\n".join(wanted) + "\n")
-            (context / "Dockerfile").write_text(dockerfile.environment(self.base_image, labels))
+            (context / "Dockerfile").write_text(dockerfile.environment(base, labels))
             return Image(tag, self._build(context, tag, say), cached=False)
 
     def _build(self, context: Path, tag: str, say: Say) -> str:

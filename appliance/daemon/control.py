@@ -505,7 +505,8 @@ class Control:
                 raise images.BuildError(f"custom image {env.spec.image!r} is not on this Docker engine")
             return env.spec.image
         name, version, digest = (env.name, env.version, env.digest) if env else ("default", "1", "none")
-        return self.image_builder.environment(name, version, digest, list(plan.requirements), plan.gpu, say).tag
+        return self.image_builder.environment(name, version, digest, list(plan.requirements), plan.gpu, say,
+                                              env.spec.image if env else None).tag
 
     def build_environment(self, name: str, version: str | None, say: Callable[[str], Any]) -> dict[str, Any]:
         """`appliance environment build`: the environment's image (a cache hit when unchanged)."""
@@ -514,7 +515,7 @@ class Control:
             raise SpecError(f"environment {env.name}:{env.version} is a custom image ({env.spec.image}) with its own "
                             "inference_config: there is nothing to build", field="inference_config")
         image = self.image_builder.environment(env.name, env.version, env.digest, venv.requirements(env.spec),
-                                               False, say)
+                                               False, say, env.spec.image)
         return {"image": image.tag, "id": image.id, "cached": image.cached}
 
     def package(self, endpoint: str, name: str, push: str | None, say: Callable[[str], Any]) -> dict[str, Any]:

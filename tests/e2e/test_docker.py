@@ -200,8 +200,25 @@ def test_bring_your_own_container(docker_daemon: Daemon, tmp_path: Path, engine:
 
 
 def test_errors_are_clear_and_nothing_is_half_done(docker_daemon: Daemon, iris_project: Path,
-                                                  engine: docker.DockerClient) -> None:
+                                                  engine: docker.DockerClient, tmp_path: Path) -> None:
     daemon = docker_daemon
+    # A step that fails: an environment whose own base image has no Python.
+    empty = subprocess.run("tar -c -T /dev/null | docker import - appliance-test/no-python:1", shell=True,
+                           capture_output=True, check=True)
+    assert empty.returncode == 0
+    (iris_project / "nopy.yml").write_text("name: nopy\nimage: appliance-test/no-python:1\n")
+    daemon.cli("apply", "-f", "nopy.yml", cwd=iris_project)
+    failed = daemon.cli("environment", "build", "nopy", check=False)
+    assert failed.returncode != 0
+    assert "docker build failed at Step" in failed.stderr and "python3" in failed.stderr
+    assert not engine.images.list(name="appliance/env-nopy")
+
+    # A deployment that asks for a GPU where the engine has none: one clear error.
+    (iris_project / "gpu.yml").write_text("name: gpu\nendpoint_name: my-ep\nmodel:\n  path: ./model/\n"
+                                          "instance_type: Standard_NC6s_v3\nruntime: docker\n")
+    result = daemon.cli("apply", "-f", "endpoint.yml", "-f", "gpu.yml", cwd=iris_project, check=False)
+    assert result.returncode != 0 and "asks for a GPU" in result.stderr and "Standard_NC6s_v3" in result.stderr
+
     (iris_project / "bad-conda.yml").write_text("dependencies:\n  - pip:\n    - appliance-no-such-package==0.0.1\n")
     (iris_project / "bad-env.yml").write_text("name: bad-env\nimage: python:3.11-slim\nconda_file: bad-conda.yml\n")
     daemon.cli("apply", "-f", "bad-env.yml", cwd=iris_project)

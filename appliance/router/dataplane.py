@@ -37,11 +37,12 @@ Headers = list[tuple[bytes, bytes]]
 PIN = b"azureml-model-deployment"
 INPUT_ERROR = b"x-appliance-input-error"  # the no-code loader refused the input itself: a 400, not a 424
 # Not passed to a worker: hop-by-hop headers, and the caller's secret.
-_DROP = {b"host", b"authorization", b"connection", b"keep-alive", b"content-length", b"transfer-encoding",
+_DROP = {b"authorization", b"connection", b"keep-alive", b"content-length", b"transfer-encoding",
          b"upgrade", b"te", b"trailer", b"proxy-authorization"}
 _DROP_BACK = {b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server",
-              INPUT_ERROR, b"x-request-id", b"x-ms-request-id"}  # the router sets the last two itself
+              INPUT_ERROR, b"x-request-id"}  # the router sets x-request-id itself
 MAX_MIRRORS_IN_FLIGHT = 256
+MAX_ID = 100  # longer request ids get 431, as from Azure's inference server
 
 
 class RequestRecorder(Protocol):
@@ -83,12 +84,15 @@ class DataPlane:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, endpoint: str, rest: str) -> None:
         headers = scope["headers"]
         req = _Request(endpoint, _request_id(headers))
-        reply: Headers = [(b"x-request-id", req.request_id), (b"x-ms-request-id", req.request_id)]
+        reply: Headers = [(b"x-request-id", req.request_id)]
         target = "/" + rest + _query(scope)
         v2 = rest.startswith("v2")
         content_type: bytes | None = b"application/json"
         mirror: tuple[DeploymentRuntime, str] | None = None
         try:
+            for name in (b"x-request-id", b"x-ms-client-request-id"):
+                if len(_header(headers, name) or b"") > MAX_ID:
+                    raise HTTPError(431, f"{name.decode()} must not exceed {MAX_ID} characters")
             route = self.table.endpoints.get(endpoint)
             if route is None:
                 raise HTTPError(404, f"endpoint {endpoint!r} does not exist")
@@ -118,6 +122,8 @@ class DataPlane:
             log.warning("request %s to %s/%s failed: %s", req.request_id.decode(), endpoint, req.deployment, exc)
             message = f"the deployment's instance did not answer ({exc}); request id {req.request_id.decode()}"
             status, payload = 502, msgspec.json.encode({"error": message} if v2 else {"message": message})
+        if _header(reply, b"x-ms-request-id") is None:  # a script's worker sets its own, as azmlinfsrv does
+            reply.append((b"x-ms-request-id", req.request_id))
         await _send(send, status, payload, reply, content_type)
         self._log(req, False, status, payload, digest=mirror is not None)
         if mirror:  # the live answer is out: now, and only now, the copy
@@ -280,7 +286,7 @@ def _request_id(headers: Headers) -> bytes:
     for name in (b"x-request-id", b"x-ms-client-request-id"):
         value = _header(headers, name)
         if value:
-            return value[:100]
+            return value[:MAX_ID]
     return str(uuid.uuid4()).encode()
 
 

@@ -53,11 +53,11 @@ class _Connection:
         self.reader = reader
         self.writer = writer
 
-    async def roundtrip(self, request: bytes) -> tuple[Response, bool]:
+    async def roundtrip(self, request: bytes, head: bool = False) -> tuple[Response, bool]:
         self.writer.write(request)
         parsed = _Parsed()
         parser = httptools.HttpResponseParser(parsed)
-        while not parsed.done:
+        while not parsed.done and not (head and parsed.headed):  # a HEAD answer has no body to wait for
             data = await self.reader.read(65536)
             if not data:
                 if parsed.headed:  # an HTTP/1.0-style answer whose body ends with the connection
@@ -86,15 +86,17 @@ class HTTPClient:
         return _Connection(*await asyncio.open_connection(self.host, self.port))
 
     async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = ()) -> Response:
-        head = [f"{method} {target} HTTP/1.1\r\nhost: worker\r\ncontent-length: {len(body)}\r\n".encode()]
-        head += [k + b": " + v + b"\r\n" for k, v in headers]
-        request = b"".join(head) + b"\r\n" + body
+        lines = [f"{method} {target} HTTP/1.1\r\ncontent-length: {len(body)}\r\n".encode()]
+        lines += [k + b": " + v + b"\r\n" for k, v in headers]
+        if not any(k == b"host" for k, _ in headers):
+            lines.append(b"host: worker\r\n")
+        request = b"".join(lines) + b"\r\n" + body
         # A pooled connection may have been closed by the worker meanwhile: retry once on a fresh one.
         for attempt in (0, 1):
             reused = bool(self._idle) and attempt == 0
             conn = self._idle.pop() if reused else await self._connect()
             try:
-                response, keep = await conn.roundtrip(request)
+                response, keep = await conn.roundtrip(request, head=method == "HEAD")
             except (ConnectionError, httptools.HttpParserError):
                 conn.close()
                 if reused:

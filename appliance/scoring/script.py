@@ -394,19 +394,17 @@ def _environ(scope: dict[str, Any], headers: dict[str, str], body: bytes) -> dic
     server = scope.get("server") or ("localhost", 80)
     name, _, port = headers.get("host", f"{server[0]}:{server[1] or 80}").partition(":")
     client = scope.get("client") or ("", 0)
+    path = scope["path"].encode().decode("latin-1")
+    query = scope["query_string"].decode("latin-1")
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": scope["method"], "SCRIPT_NAME": "",
-        "PATH_INFO": scope["path"].encode().decode("latin-1"), "QUERY_STRING": scope["query_string"].decode("latin-1"),
-        "RAW_URI": (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        + (f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else ""),
-        "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+        "REQUEST_METHOD": scope["method"], "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": query,
+        "RAW_URI": path + (f"?{query}" if query else ""), "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
         "SERVER_NAME": name, "SERVER_PORT": port or "80", "REMOTE_ADDR": client[0], "REMOTE_PORT": str(client[1]),
         "wsgi.version": (1, 0), "wsgi.url_scheme": scope.get("scheme", "http"), "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        "wsgi.input_terminated": True, "wsgi.errors": sys.stderr, "wsgi.multithread": False,
+        "wsgi.multiprocess": False, "wsgi.run_once": False,
     }
     for k, v in headers.items():
-        if k in ("content-type", "content-length"):
-            environ[k.upper().replace("-", "_")] = v
-        else:
-            environ["HTTP_" + k.upper().replace("-", "_")] = v
+        key = k.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = v
     return environ

@@ -184,6 +184,11 @@ def test_pinning_and_request_ids(daemon: Daemon, blue_green: Path) -> None:
     assert client_id.headers["x-request-id"] == "mine-1"
     fresh = {daemon.score("my-ep", {"data": ROWS}, key=key).headers["x-request-id"] for _ in range(3)}
     assert len(fresh) == 3
+    too_long = daemon.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "x" * 101})
+    assert too_long.status_code == 431 and "100 characters" in too_long.json()["message"]
+    head = httpx.head(f"{daemon.url}/endpoints/my-ep/score", headers={"authorization": f"Bearer {key}"},
+                      timeout=10)
+    assert head.status_code == 424  # the worker has no HEAD /score: Azure's model-error code, and no hang
 
 
 def test_keys_and_tokens(daemon: Daemon, blue_green: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import json as jsonlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +71,12 @@ class Client:
         return self._call("POST", "/apply", json={"documents": documents, "create_only": create_only,
                                                   "all_traffic": all_traffic, "wait": wait})
 
+    def apply_streamed(self, documents: list[dict[str, Any]], *, create_only: bool = False,
+                       all_traffic: bool = False, wait: float = 120.0) -> Iterator[dict[str, Any]]:
+        """`apply`, as events: environment builds' output lines, then the result."""
+        return self._stream("/apply/stream", {}, json={"documents": documents, "create_only": create_only,
+                                                       "all_traffic": all_traffic, "wait": wait})
+
     def create_model(self, body: dict[str, Any], base: str | None = None) -> dict[str, Any]:
         return self._call("POST", "/models", json={"body": body, "source": "<command line>",
                                                    "base": base or os.getcwd()})
@@ -87,16 +93,16 @@ class Client:
     def get_environment(self, name: str, version: str | None = None) -> dict[str, Any]:
         return self._call("GET", f"/environments/{name}", params={"version": version} if version else None)
 
-    def _stream(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _stream(self, path: str, params: dict[str, Any], json: Any = None) -> Iterator[dict[str, Any]]:
         """NDJSON events of a long operation: {"log"} lines, then {"result"} or {"error"}."""
         try:
-            with self._http.stream("POST", "/api/v1" + path, params=params, timeout=None) as response:
+            with self._http.stream("POST", "/api/v1" + path, params=params, json=json, timeout=None) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise ApiError(response.json().get("message", response.text), response.status_code)
                 for line in response.iter_lines():
                     if line:
-                        yield json.loads(line)
+                        yield jsonlib.loads(line)
         except httpx.TransportError as exc:
             raise ApiError(f"cannot reach the appliance daemon at {self.url} ({exc})") from None
 

@@ -92,7 +92,8 @@ def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless:
 def apply(ctx: click.Context, files: tuple[str, ...], no_wait: bool, fmt: str) -> None:
     """Create or update everything in FILES, in dependency order; all or nothing."""
     with reporting():
-        result = client(ctx).apply(documents_from_files(list(files)), wait=0 if no_wait else 120)
+        result = follow_stream(client(ctx).apply_streamed(documents_from_files(list(files)),
+                                                          wait=0 if no_wait else 120))
     report_apply(result, fmt)
 
 
@@ -468,7 +469,8 @@ def deployment_create(ctx: click.Context, file: str, name: str | None, endpoint_
             body["endpoint_name"] = endpoint_name
         for key, value in _pairs(sets, "--set").items():
             set_field(body, key, value)
-        result = client(ctx).apply(docs, create_only=True, all_traffic=all_traffic, wait=0 if no_wait else 120)
+        result = follow_stream(client(ctx).apply_streamed(docs, create_only=True, all_traffic=all_traffic,
+                                                          wait=0 if no_wait else 120))
     report_apply(result, fmt)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,14 +60,24 @@ async def health() -> dict[str, Any]:
     return {"status": "ok", "version": appliance.__version__}
 
 
-@post("/apply", status_code=200)
-async def apply(request: Request[Any, Any, Any], data: ApplyIn) -> dict[str, Any]:
-    control = _control(request)
+async def _apply(control: Control, data: ApplyIn, progress: Callable[[str], None] | None) -> dict[str, Any]:
     documents = await asyncio.to_thread(lambda: [_parse(d) for d in data.documents])
     outcome = await control.apply(documents, create_only=data.create_only, all_traffic=data.all_traffic,
-                                  wait=data.wait)
+                                  wait=data.wait, progress=progress)
     deployments = [await _deployment_view(control, ep, name) for ep, name in outcome.deployments]
     return {"applied": outcome.applied, "warnings": outcome.warnings, "deployments": deployments}
+
+
+@post("/apply", status_code=200)
+async def apply(request: Request[Any, Any, Any], data: ApplyIn) -> dict[str, Any]:
+    return await _apply(_control(request), data, None)
+
+
+@post("/apply/stream", status_code=200)
+async def apply_streamed(request: Request[Any, Any, Any], data: ApplyIn) -> Stream:
+    """`/apply`, with environment builds' output streamed as they happen (NDJSON)."""
+    control = _control(request)
+    return _stream(lambda say: _apply(control, data, say))
 
 
 # -- models and environments ------------------------------------------------------------------
@@ -102,8 +112,8 @@ async def show_environment(request: Request[Any, Any, Any], name: str,
     return views.environment(await asyncio.to_thread(_control(request).registry.get_environment, name, version))
 
 
-def _stream(work: Callable[[Callable[[str], None]], dict[str, Any]]) -> Stream:
-    """Run `work` in a thread; stream its progress lines, then its result or error, as NDJSON."""
+def _stream(work: Callable[[Callable[[str], None]], Awaitable[dict[str, Any]]]) -> Stream:
+    """Run `work`, streaming the lines it says (from any thread), then its result or error, as NDJSON."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
@@ -112,7 +122,7 @@ def _stream(work: Callable[[Callable[[str], None]], dict[str, Any]]) -> Stream:
 
     async def run() -> None:
         try:
-            queue.put_nowait({"result": await asyncio.to_thread(work, say)})
+            queue.put_nowait({"result": await work(say)})
         except (SpecError, images.BuildError, images.DockerUnavailable) as exc:
             queue.put_nowait({"error": str(exc)})
         except Exception as exc:
@@ -134,13 +144,13 @@ def _stream(work: Callable[[Callable[[str], None]], dict[str, Any]]) -> Stream:
 @post("/environments/{name:str}/build", status_code=200)
 async def build_environment(request: Request[Any, Any, Any], name: str, version: str | None = None) -> Stream:
     control = _control(request)
-    return _stream(lambda say: control.build_environment(name, version, say))
+    return _stream(lambda say: asyncio.to_thread(control.build_environment, name, version, say))
 
 
 @post("/endpoints/{endpoint:str}/deployments/{name:str}/package", status_code=200)
 async def package(request: Request[Any, Any, Any], endpoint: str, name: str, push: str | None = None) -> Stream:
     control = _control(request)
-    return _stream(lambda say: control.package(endpoint, name, push, say))
+    return _stream(lambda say: asyncio.to_thread(control.package, endpoint, name, push, say))
 
 
 # -- endpoints ---------------------------------------------------------------------------------
@@ -324,8 +334,8 @@ def create_app(control: Control, request_log: RequestLog, base_url: str, on_star
     from litestar import Router
 
     api = Router("/api/v1", route_handlers=[
-        health, apply, build_environment, package, list_models, show_model, create_model, list_environments,
-        show_environment,
+        health, apply, apply_streamed, build_environment, package, list_models, show_model, create_model,
+        list_environments, show_environment,
         list_endpoints, show_endpoint, delete_endpoint, credentials, update_traffic, regenerate_keys, get_token,
         request_logs, metrics, mirror_report, list_deployments, show_deployment, update_deployment, deployment_logs,
         delete_deployment, events])

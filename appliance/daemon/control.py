@@ -37,6 +37,7 @@ from appliance.specs import (
 )
 from appliance.specs import traffic as traffic_rules
 
+Progress = Callable[[str], None]  # a line of a long operation's output, for the user waiting on it
 ORDER = {"environment": 0, "model": 1, "online_endpoint": 2, "online_deployment": 3}
 
 
@@ -113,9 +114,9 @@ class Control:
     # -- apply --------------------------------------------------------------------------------
 
     async def apply(self, documents: list[Document], *, create_only: bool = False,
-                    all_traffic: bool = False, wait: float = 0.0) -> Outcome:
+                    all_traffic: bool = False, wait: float = 0.0, progress: Progress | None = None) -> Outcome:
         outcome = await asyncio.to_thread(self._apply_sync, documents, create_only, all_traffic)
-        await self.converge(outcome.deployments, outcome.endpoints, wait)
+        await self.converge(outcome.deployments, outcome.endpoints, wait, progress)
         return outcome
 
     def _apply_sync(self, documents: list[Document], create_only: bool, all_traffic: bool) -> Outcome:
@@ -340,7 +341,8 @@ class Control:
         return {"accessToken": token, "tokenType": "Bearer", "expiryTimeUtc": expiry,
                 "refreshAfterTimeUtc": expiry - ttl_seconds // 2}
 
-    async def update_deployment(self, endpoint: str, name: str, sets: dict[str, str], wait: float) -> Outcome:
+    async def update_deployment(self, endpoint: str, name: str, sets: dict[str, str], wait: float,
+                                progress: Progress | None = None) -> Outcome:
         """`deployment update --set k=v`: the stored spec with these fields changed, applied again
         (a new instance count scales; anything else replaces the instances one group at a time)."""
         rec = await asyncio.to_thread(self.registry.get_deployment, endpoint, name)
@@ -351,7 +353,7 @@ class Control:
             set_field(body, key, value)
         source = f"<update {endpoint}/{name}>"
         document = await asyncio.to_thread(parse, body, source, Path.cwd())
-        return await self.apply([document], wait=wait)
+        return await self.apply([document], wait=wait, progress=progress)
 
     async def delete_deployment(self, endpoint: str, name: str) -> None:
         def remove() -> None:
@@ -440,13 +442,14 @@ class Control:
             traffic=dict(rec.spec.traffic), mirror_traffic=dict(rec.spec.mirror_traffic),
             deployments=deployments))
 
-    async def converge(self, deployments: list[tuple[str, str]], endpoints: set[str], wait: float) -> None:
+    async def converge(self, deployments: list[tuple[str, str]], endpoints: set[str], wait: float,
+                       progress: Progress | None = None) -> None:
         """Bring instances in line with the registry, then routing. New deployments start at once
         (and are waited for up to `wait` seconds); changed ones are replaced before this returns."""
         plans = []
         for ep, name in deployments:
             rec = self.registry.get_deployment(ep, name)
-            plan = await self._prepare(self.plan(rec), rec)
+            plan = await self._prepare(self.plan(rec), rec, progress)
             if plan is not None:
                 plans.append(plan)
         fresh = [p for p in plans if self.supervisor.get(*p.key) is None]
@@ -464,7 +467,8 @@ class Control:
         for listener in self.listeners:
             listener()
 
-    async def _prepare(self, plan: LaunchPlan, rec: DeploymentRecord) -> LaunchPlan | None:
+    async def _prepare(self, plan: LaunchPlan, rec: DeploymentRecord,
+                       progress: Progress | None = None) -> LaunchPlan | None:
         """The plan with its environment built (a venv, or an image for docker), or None if that
         failed: then the deployment shows Failed with why, and instances it had keep serving."""
         if plan.runtime == "process" and not plan.requirements:
@@ -474,8 +478,10 @@ class Control:
 
         def build() -> LaunchPlan:
             with build_log.open("a", buffering=1) as out:
-                def say(text: str) -> None:
+                def say(text: str) -> None:  # to the deployment log, and to whoever is applying
                     out.write(logs.line("build", text))
+                    if progress:
+                        progress(f"{plan.deployment}: {text}")
 
                 if plan.runtime == "process":
                     python = venv.ensure(self.registry.home / "envs", list(plan.requirements), say)

@@ -76,7 +76,9 @@ def test_environment_venv_is_built_once_and_shared(daemon: Daemon, tmp_path: Pat
         "blue.yml": deployment("blue", "code", "environment: azureml:six-env:1\n"),
         "green.yml": deployment("green", "code", "environment: azureml:six-env@latest\n"),
     })
-    daemon.cli("apply", "-f", "endpoint.yml", "-f", "env.yml", "-f", "blue.yml", "-f", "green.yml", cwd=project)
+    applied = daemon.cli("apply", "-f", "endpoint.yml", "-f", "env.yml", "-f", "blue.yml", "-f", "green.yml",
+                         cwd=project)
+    assert "building environment venv" in applied.stderr and "six" in applied.stderr  # progress, as it happens
     envs = [p for p in (daemon.home / "envs").iterdir() if not p.name.startswith(".")]
     assert len(envs) == 1  # one venv for the two deployments
     for name in ("blue", "green"):

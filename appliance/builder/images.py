@@ -9,34 +9,27 @@ import hashlib
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
 
 import appliance
 from appliance.builder import dockerfile
+from appliance.builder.run import BuildError, Say, run
 from appliance.registry import digest_of
 
 DEFAULT_BASE = "python:3.11-slim"
 # What the worker (appliance.scoring) imports, for the image's Python.
 WORKER = ["numpy>=1.26,<3", "msgspec>=0.18,<1", "uvicorn>=0.30,<1", "httptools>=0.6", "uvloop>=0.19"]
-Say = Callable[[str], Any]
 
 
 class DockerUnavailable(RuntimeError):
     pass
-
-
-class BuildError(RuntimeError):
-    """A build step failed; the message names it and ends with the tail of its output."""
 
 
 def engine() -> docker.DockerClient:
@@ -63,17 +56,6 @@ def _platforms() -> list[str]:
     return [f"manylinux_2_{minor}_{arch}" for minor in range(17, 37)] + [f"manylinux2014_{arch}", f"linux_{arch}"]
 
 
-def _run(command: list[str], say: Say, what: str) -> None:
-    tail: list[str] = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        assert proc.stdout
-        for line in proc.stdout:
-            say(line.rstrip())
-            tail = [*tail[-19:], line.rstrip()]
-    if proc.returncode != 0:
-        raise BuildError(f"{what} failed (exit code {proc.returncode}):\n" + "\n".join(tail))
-
-
 class Builder:
     def __init__(self, client: docker.DockerClient, cache: Path, base_image: str = DEFAULT_BASE) -> None:
         self.client = client
@@ -91,7 +73,7 @@ class Builder:
         if found:
             return found[0]
         say("building the appliance wheel")
-        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w",
+        run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w",
               str(folder), str(source)], say, "building the appliance wheel")
         return sorted(folder.glob("appliance-*.whl"))[0]
 
@@ -142,7 +124,7 @@ class Builder:
             wheelhouse = context / "wheelhouse"
             say(f"downloading wheels for {' '.join(wanted)}")
             platforms = [arg for p in _platforms() for arg in ("--platform", p)]
-            _run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
+            run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
                   "--python-version", "3.11", "--implementation", "cp", *platforms, "-d", str(wheelhouse), *wanted],
                  say, "downloading wheels")
             shutil.copy2(wheel, wheelhouse / wheel.name)

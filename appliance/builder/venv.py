@@ -10,23 +10,17 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import sysconfig
 import venv
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import appliance
+from appliance.builder.run import BuildError, Say, run
 from appliance.specs import EnvironmentSpec
 
 _SKIP = {"python", "pip", "setuptools", "wheel"}
 _CONDA_PIN = re.compile(r"^([A-Za-z0-9_.\-]+)\s*=\s*([^=<>!~\s]+)$")  # numpy=1.26 (conda's "1.26.*")
-
-
-class BuildError(RuntimeError):
-    """The install failed; the message ends with the tail of the installer's output."""
 
 
 def requirements(spec: EnvironmentSpec) -> list[str]:
@@ -57,7 +51,7 @@ def _fallback_paths() -> list[str]:
     return [sysconfig.get_paths()["purelib"], str(Path(appliance.__file__).resolve().parents[1])]
 
 
-def ensure(root: Path, reqs: list[str], say: Callable[[str], Any]) -> Path:
+def ensure(root: Path, reqs: list[str], say: Say) -> Path:
     """The python of the venv for `reqs`, built now unless it already is."""
     target = root / digest(reqs)
     python = target / "bin" / "python"
@@ -72,15 +66,11 @@ def ensure(root: Path, reqs: list[str], say: Callable[[str], Any]) -> Path:
     (site / "zz-appliance-fallback.pth").write_text("\n".join(_fallback_paths()) + "\n")
     command = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python"), "install",
                "--disable-pip-version-check", "--no-input", "--progress-bar", "off", *reqs]
-    tail: list[str] = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        assert proc.stdout
-        for line in proc.stdout:
-            say(line.rstrip())
-            tail = [*tail[-19:], line.rstrip()]
-    if proc.returncode != 0:
+    try:
+        run(command, say, "pip install")
+    except BuildError:
         shutil.rmtree(staging, ignore_errors=True)
-        raise BuildError(f"pip install failed (exit code {proc.returncode}):\n" + "\n".join(tail))
+        raise
     (staging / ".ready").write_text(json.dumps({"requirements": reqs}) + "\n")
     try:
         os.rename(staging, target)

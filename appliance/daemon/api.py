@@ -18,6 +18,7 @@ from msgspec import Struct
 
 import appliance
 from appliance.builder import images
+from appliance.builder.run import BuildError
 from appliance.daemon import views
 from appliance.daemon.control import Control
 from appliance.registry.requestlog import RequestLogStore
@@ -123,7 +124,7 @@ def _stream(work: Callable[[Callable[[str], None]], Awaitable[dict[str, Any]]]) 
     async def run() -> None:
         try:
             queue.put_nowait({"result": await work(say)})
-        except (SpecError, images.BuildError, images.DockerUnavailable) as exc:
+        except (SpecError, BuildError, images.DockerUnavailable) as exc:
             queue.put_nowait({"error": str(exc)})
         except Exception as exc:
             log.exception("streamed operation failed")

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from appliance.builder import dockerfile, images, venv
+from appliance.builder.run import BuildError
 from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, ModelRecord, Registry
 from appliance.router import EndpointRoute, RoutingTable, tokens
 from appliance.runtime import LaunchPlan, Supervisor, logs
@@ -490,7 +491,7 @@ class Control:
 
         try:
             return await asyncio.to_thread(build)
-        except (venv.BuildError, images.BuildError, images.DockerUnavailable) as exc:
+        except (BuildError, images.DockerUnavailable) as exc:
             self.supervisor.fail(plan, f"environment build failed: {exc}")
             self.refresh_route(plan.endpoint)
             return None
@@ -499,7 +500,7 @@ class Control:
         """The image a docker deployment runs: its custom image as is, or its environment built."""
         engine = self.supervisor.engine
         if plan.gpu and "nvidia" not in (engine.info().get("Runtimes") or {}):
-            raise images.BuildError(f"deployment {plan.deployment!r} asks for a GPU (instance_type "
+            raise BuildError(f"deployment {plan.deployment!r} asks for a GPU (instance_type "
                                     f"{rec.spec.instance_type}) but this Docker engine has no GPU runtime (nvidia); "
                                     "use runtime: process here, or an engine with the NVIDIA container toolkit")
         env = None
@@ -508,7 +509,7 @@ class Control:
         if env is not None and env.spec.inference_config:
             assert env.spec.image
             if not engine.images.list(name=env.spec.image):
-                raise images.BuildError(f"custom image {env.spec.image!r} is not on this Docker engine")
+                raise BuildError(f"custom image {env.spec.image!r} is not on this Docker engine")
             return env.spec.image
         name, version, digest = (env.name, env.version, env.digest) if env else ("default", "1", "none")
         return self.image_builder.environment(name, version, digest, list(plan.requirements), plan.gpu, say,

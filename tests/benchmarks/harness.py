@@ -1,0 +1,514 @@
+"""The benchmark harness: every server under the same load from the same client, one table, one JSON.
+
+    .venv/bin/python tests/benchmarks/harness.py [--duration 10] [--out bench-results.json]
+
+Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and judges):
+  a         azmlinfsrv 1.5.1 with a score.py over the ONNX model (Azure's own inference server)
+  b         the appliance, the same model as a no-code ONNX deployment, through the full router:
+            key auth, blue/green at 90/10, request log on
+  b-nolog   (b) on a daemon started with --no-request-log
+  b-mirror  (b) with 50% of live traffic mirrored to a third deployment (0% live)
+  c         the appliance with the same score.py (its own endpoint, key auth, request log on)
+  d         one appliance worker addressed directly over TCP, no router
+  e         a minimal raw ASGI app (uvicorn + httptools) calling onnxruntime: the practical floor
+Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
+share of its own c16 throughput (openloop.py: latency from the scheduled send time). The request-log
+and mirror costs are also measured by alternating short c16 runs of both arms (both daemons up), so
+that drift on a shared machine hits both alike. Then the time from `appliance apply` to the first
+200, and a hot reload when `appliance up --watch` exists. Each server runs alone: the previous one is
+stopped before the next starts. CPU used meanwhile by processes outside the benchmark is reported
+("other load"), so a disturbed run shows as one.
+
+Pinning (--pin): split (default) puts the load generator on CPU 0 and every server process, workers
+included, on CPU 1; client pins only the load generator; none pins nothing.
+
+Installs what is missing (wrk with apt-get, azmlinfsrv in a venv cached under ~/.cache/appliance-bench,
+py-spy there too for --profile), binds 127.0.0.1 only, and every run is bounded in time. Not a test:
+pytest never collects it (no test_*.py here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+import psutil
+import report
+from loadgen import run_open_loop, run_wrk, wrk_script
+from rich.console import Console
+from servers import (
+    APPLIANCE,
+    AZMLINFSRV_VERSION,
+    BODY,
+    ENDPOINT,
+    SCORE_PY,
+    Daemon,
+    Pinning,
+    Project,
+    Target,
+    deployment_yaml,
+    endpoint_yaml,
+    ensure_azmlinfsrv,
+    ensure_py_spy,
+    ensure_wrk,
+    onnxruntime_version,
+    prepare_project,
+    start_azmlinfsrv,
+    start_floor,
+    start_worker,
+    wait_until,
+)
+
+LABELS = {
+    "a": f"azmlinfsrv {AZMLINFSRV_VERSION} + score.py",
+    "b": "appliance no-code, router (key, 90/10, log on)",
+    "b-nolog": "(b) with --no-request-log",
+    "b-mirror": "(b) + 50% mirrored to a 3rd deployment",
+    "c": "appliance + the same score.py, router",
+    "d": "one appliance worker, no router",
+    "e": "floor: raw ASGI + onnxruntime",
+}
+ORDER = list(LABELS)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, console: Console) -> None:
+        self.args = args
+        self.console = console
+        self.pin = Pinning.choose(args.pin)
+        self.runs: dict[str, list[dict[str, Any]]] = {}
+        self.ab: dict[str, dict[str, list[float]]] = {}
+        self.round = 1
+        self.work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="appliance-bench-"))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.logs = self.work / "logs"
+        self.wrk = ""
+        self.profiles: dict[str, Any] = {}
+        self.daemon_apply: Daemon | None = None
+
+    def log(self, message: str) -> None:
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')} {message}[/dim]", highlight=False)
+
+    def wanted(self, key: str) -> bool:
+        return not self.args.only or key in self.args.only
+
+    # -- one scenario ---------------------------------------------------------------------------
+
+    def measure(self, key: str, target: Target) -> dict[str, Any]:
+        d, c = self.args.duration, self.args.connections
+        self.log(f"({key}) {LABELS[key]}: {target.url}")
+        script = wrk_script(target, self.work)
+        run_wrk(self.wrk, target, script, c, self.args.warmup, self.pin)
+        procs = _processes(target)
+        with Noise(procs) as noise:
+            c16 = run_wrk(self.wrk, target, script, c, d, self.pin)
+        cpu = {role: us * 1e6 / max(c16["ok"], 1) for role, us in noise.server_cpu.items()}
+        c16["other_load_cores"] = noise.other_cores
+        self.log(f"    wrk c{c}: {c16['requests_per_s']:,.0f} req/s, p50 {c16['latency_ms']['p50']:.3f} ms, "
+                 f"p99 {c16['latency_ms']['p99']:.3f} ms, errors {c16['errors']}; other load on the machine "
+                 f"{noise.other_cores:.2f} cores")
+        with Noise(procs) as noise:
+            c1 = run_wrk(self.wrk, target, script, 1, d, self.pin)
+        c1["other_load_cores"] = noise.other_cores
+        self.log(f"    wrk c1: {c1['requests_per_s']:,.0f} req/s, p50 {c1['latency_ms']['p50']:.3f} ms, "
+                 f"p99 {c1['latency_ms']['p99']:.3f} ms, errors {c1['errors']}")
+        rate = max(1.0, self.args.open_loop_fraction * c16["requests_per_s"])
+        capped = rate > self.args.open_loop_max_rate
+        rate = min(rate, self.args.open_loop_max_rate)
+        with Noise(procs) as noise:
+            ol = run_open_loop(target, rate, d, self.pin)
+        ol["other_load_cores"] = noise.other_cores
+        ol["capped"] = capped
+        ol["saturated"] = (ol["requests_per_s"] < 0.97 * rate or ol["errors"] > 0
+                           or (ol["send_lag_ms"]["p99"] or 0) > 10)
+        self.log(f"    open loop at {rate:,.0f}/s{' (capped)' if capped else ''}: p50 {ol['latency_ms']['p50']} ms, "
+                 f"p99 {ol['latency_ms']['p99']} ms, p99.9 {ol['latency_ms']['p99.9']} ms, errors {ol['errors']} "
+                 f"(send lag p99 {ol['send_lag_ms']['p99']} ms){' SATURATED' if ol['saturated'] else ''}")
+        result = {"label": LABELS[key], "url": target.url, "pids": target.pids,
+                  "cpu_us_per_request": {r: round(v, 1) for r, v in cpu.items()},
+                  "wrk_c16": c16, "wrk_c1": c1, "open_loop": ol}
+        self.runs.setdefault(key, []).append(result)
+        return result
+
+    # -- the servers ------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        self.wrk = ensure_wrk(self.log)
+        azml = ensure_azmlinfsrv(self.log) if self.wanted("a") else None
+        project = prepare_project(self.work / "project", self.args.request_settings)
+        self.log(f"work folder {self.work}; model {project.model}")
+        with contextlib.ExitStack() as stack:
+            for number in range(1, self.args.rounds + 1):
+                self.round = number
+                if self.args.rounds > 1:
+                    self.log(f"round {self.round} of {self.args.rounds}")
+                if azml:
+                    proc, target = start_azmlinfsrv(azml, project, self.logs, self.pin)
+                    stack.callback(proc.stop)
+                    self.measure("a", target)
+                    proc.stop()
+                if any(self.wanted(k) for k in ("b", "b-nolog", "b-mirror", "c")):
+                    self.appliance(project, stack)
+                for key, start in (("d", start_worker), ("e", start_floor)):
+                    if self.wanted(key):
+                        proc, target = start(project, self.logs, self.pin)
+                        stack.callback(proc.stop)
+                        self.measure(key, target)
+                        proc.stop()
+            apply = self.apply_time(project, stack) if not self.args.skip_apply else None
+            reload = self.hot_reload(project, stack) if not self.args.skip_apply else None
+        return self.document(apply, reload)
+
+    def appliance(self, project: Project, stack: contextlib.ExitStack) -> None:
+        daemon = Daemon(f"log-r{self.round}", self.work, self.pin, exe=self.args.appliance).start()
+        stack.callback(daemon.stop)
+        self.log(f"appliance daemon on {daemon.url} (pid {daemon.proc.pid if daemon.proc else '?'})")
+        files = ["blue.yml", "green.yml", "shadow.yml", "endpoint.yml", "script.yml", "script-endpoint.yml"]
+        daemon.cli("apply", *[x for f in files for x in ("-f", f)], cwd=project.root)
+        live = daemon.target("b", ENDPOINT)
+        if self.wanted("b"):
+            self.measure("b", live)
+            if self.args.profile and self.round == 1:
+                self.profile(live)
+        if self.wanted("b-nolog"):
+            quiet = Daemon(f"nolog-r{self.round}", self.work, self.pin, request_log=False,
+                           exe=self.args.appliance).start()
+            stack.callback(quiet.stop)
+            quiet.cli("apply", *[x for f in files[:4] for x in ("-f", f)], cwd=project.root)
+            unlogged = quiet.target("b-nolog", ENDPOINT)
+            self.measure("b-nolog", unlogged)
+            if self.wanted("b"):  # both daemons up: alternate them, so drift hits both alike
+                self.alternate("request_log", {"on": (None, live), "off": (None, unlogged)})
+            quiet.stop()
+
+        def mirror(percent: int) -> Callable[[], None]:
+            return lambda: daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic", f"shadow={percent}")
+
+        if self.wanted("b-mirror"):
+            mirror(50)()
+            self.measure("b-mirror", daemon.target("b-mirror", ENDPOINT))
+            if self.wanted("b"):
+                self.alternate("mirror", {"off": (mirror(0), live), "on": (mirror(50), live)})
+            mirror(0)()
+        if self.wanted("c"):
+            self.measure("c", daemon.target("c", "bench-script"))
+        daemon.stop()
+
+    def alternate(self, name: str, arms: dict[str, tuple[Callable[[], None] | None, Target]]) -> None:
+        """Short c16 runs of each arm in turn (ABBAAB...), for costs that drift would otherwise swamp."""
+        seconds = max(3.0, self.args.duration / 2)
+        results = self.ab.setdefault(name, {arm: [] for arm in arms})
+        order = list(arms)
+        for i in range(self.args.ab_pairs):
+            for arm in order if i % 2 == 0 else order[::-1]:
+                prepare, target = arms[arm]
+                if prepare:
+                    prepare()
+                script = wrk_script(target, self.work)
+                run_wrk(self.wrk, target, script, self.args.connections, 1, self.pin)
+                r = run_wrk(self.wrk, target, script, self.args.connections, seconds, self.pin)
+                results[arm].append(r["requests_per_s"])
+        self.log(f"    A/B {name}: " + "; ".join(f"{arm} {statistics.median(v):,.0f} req/s "
+                                                  f"({', '.join(f'{x:,.0f}' for x in v)})"
+                                                  for arm, v in results.items()))
+
+    # -- profiling (optional) ---------------------------------------------------------------------
+
+    def profile(self, target: Target) -> None:
+        py_spy = ensure_py_spy(self.log)
+        out = Path(self.args.profile).resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        seconds = max(5, round(self.args.duration))
+        recorders = []
+        for role, pid in target.pids.items():
+            if role != "daemon" and not role.startswith("blue"):
+                continue
+            for fmt, ext in (("raw", "txt"), ("speedscope", "json")):
+                path = out / f"{role}.{fmt}.{ext}"
+                cmd = [*self.pin.client(), py_spy, "record", "--pid", str(pid), "--duration", str(seconds),
+                       "--rate", "250", "--format", fmt, "-o", str(path)]
+                # --native needs to stop the process for each sample: it slows the server it profiles.
+                cmd += ["--native"] if fmt == "raw" and self.args.profile_native else ["--nonblocking"]
+                recorders.append((path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+        script = wrk_script(target, self.work)
+        time.sleep(0.5)
+        load = run_wrk(self.wrk, target, script, self.args.connections, seconds, self.pin)
+        for path, r in recorders:
+            _, err = r.communicate(timeout=seconds + 60)
+            if r.returncode != 0 or not path.exists():
+                self.log(f"py-spy did not write {path.name}: {err.decode(errors='replace').strip()[-300:]}")
+        self.profiles = {"folder": str(out), "seconds": seconds, "load_requests": load["ok"],
+                         "load_requests_per_s": load["requests_per_s"]}
+        self.log(f"profiles in {out} ({load['ok']} requests under py-spy, {load['requests_per_s']:,.0f} req/s)")
+
+    # -- apply → first 200, hot reload ------------------------------------------------------------
+
+    def apply_time(self, project: Project, stack: contextlib.ExitStack) -> dict[str, Any]:
+        watch = _has_watch(self.args.appliance)
+        started = time.perf_counter()
+        daemon = Daemon("apply", self.work, self.pin, watch=watch, exe=self.args.appliance).start()
+        stack.callback(daemon.stop)
+        self.daemon_apply = daemon
+        result: dict[str, Any] = {"daemon_start_s": round(time.perf_counter() - started, 3), "trials": []}
+        for i in range(1, self.args.apply_trials + 1):
+            name = f"apply-ep-{i}"
+            (project.root / f"{name}.yml").write_text(endpoint_yaml(name))
+            (project.root / f"{name}-blue.yml").write_text(deployment_yaml("blue", name))
+            t0 = time.perf_counter()
+            try:
+                daemon.cli("apply", "-f", f"{name}.yml", "-f", f"{name}-blue.yml", cwd=project.root)
+            except RuntimeError as exc:
+                result["trials"].append({"endpoint": name, "error": str(exc)[-500:]})
+                continue
+            applied = time.perf_counter() - t0
+            headers = {"authorization": f"Bearer {daemon.key(name)}", "content-type": "application/json"}
+            url = f"{daemon.url}/endpoints/{name}/score"
+            try:
+                wait_until(lambda url=url, headers=headers: _post(url, headers)[0] == 200, 30,
+                           f"the first 200 from {name}", poll=0.005)
+                first = time.perf_counter() - t0
+            except RuntimeError:
+                first = None
+            result["trials"].append({"endpoint": name, "apply_cli_s": round(applied, 3),
+                                     "first_200_s": None if first is None else round(first, 3)})
+            self.log(f"apply {name}: CLI returned after {applied:.2f} s, first 200 after "
+                     f"{'-' if first is None else f'{first:.2f}'} s")
+        return result
+
+    def hot_reload(self, project: Project, stack: contextlib.ExitStack) -> dict[str, Any]:
+        if not _has_watch(self.args.appliance):
+            return {"available": False, "reason": "`appliance up --watch` does not exist in this build"}
+        daemon = self.daemon_apply
+        if daemon is None:
+            return {"available": True, "error": "the apply daemon did not start"}
+        code = project.root / "reload-code"
+        code.mkdir(exist_ok=True)
+        script = code / "score.py"
+        script.write_text(_reload_script("v0"))
+        (project.root / "reload-ep.yml").write_text(endpoint_yaml("reload-ep"))
+        (project.root / "reload-main.yml").write_text(
+            deployment_yaml("main", "reload-ep").replace("instance_count: 1\n", "instance_count: 1\n"
+                                                         "code_configuration:\n  code: ./reload-code/\n"
+                                                         "  scoring_script: score.py\n"))
+        daemon.cli("apply", "-f", "reload-ep.yml", "-f", "reload-main.yml", cwd=project.root)
+        headers = {"authorization": f"Bearer {daemon.key('reload-ep')}", "content-type": "application/json"}
+        url = f"{daemon.url}/endpoints/reload-ep/score"
+        wait_until(lambda: _post(url, headers)[0] == 200, 60, "the hot-reload deployment")
+        result: dict[str, Any] = {"available": True, "trials": []}
+        for i in range(1, self.args.apply_trials + 1):
+            mark = f"v{i}"
+            time.sleep(0.3)  # let the watcher settle after the previous swap
+            t0 = time.perf_counter()
+            script.write_text(_reload_script(mark))
+            non_200, seconds = 0, None
+            while time.perf_counter() - t0 < 30:
+                status, body = _post(url, headers)
+                if status != 200:
+                    non_200 += 1
+                elif f'"{mark}"'.encode() in body:
+                    seconds = time.perf_counter() - t0
+                    break
+                time.sleep(0.005)
+            result["trials"].append({"mark": mark, "seconds": None if seconds is None else round(seconds, 3),
+                                     "non_200": non_200})
+            self.log(f"hot reload to {mark}: {'-' if seconds is None else f'{seconds:.2f}'} s, {non_200} non-200")
+        return result
+
+    # -- the document -----------------------------------------------------------------------------
+
+    def document(self, apply: dict[str, Any] | None, reload: dict[str, Any] | None) -> dict[str, Any]:
+        scenarios = {k: _median_of(self.runs[k]) for k in ORDER if k in self.runs}
+        return {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
+                        "onnxruntime": onnxruntime_version(), "wrk": _wrk_version(self.wrk),
+                        "pinning": self.pin.describe(), "pin_mode": self.pin.mode},
+            "settings": {"duration_s": self.args.duration, "warmup_s": self.args.warmup,
+                         "connections": self.args.connections, "rounds": self.args.rounds,
+                         "open_loop_fraction": self.args.open_loop_fraction,
+                         "open_loop_max_rate": self.args.open_loop_max_rate,
+                         "body": BODY.decode(), "request_settings": self.args.request_settings or "Azure defaults",
+                         "work": str(self.work)},
+            "scenarios": scenarios,
+            "apply": apply,
+            "hot_reload": reload,
+            "profiles": self.profiles or None,
+            "alternated": self.ab or None,
+            "targets": report.targets(scenarios, apply, reload, self.ab),
+        }
+
+
+def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One scenario over several rounds: every number is the median of its rounds (each number on its
+    own), the rest from the first round; the rounds themselves are kept under "rounds"."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def merge(values: list[Any]) -> Any:
+        first = values[0]
+        if isinstance(first, bool) or not isinstance(first, int | float | dict):
+            return first
+        if isinstance(first, dict):
+            return {k: merge([v.get(k) for v in values if isinstance(v, dict)]) for k in first}
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        return statistics.median(numbers) if numbers else None
+
+    merged = merge(runs)
+    for run in ("wrk_c16", "wrk_c1", "open_loop"):  # errors add up: one in any round counts
+        merged[run]["errors"] = sum(r[run]["errors"] for r in runs)
+        kinds: dict[str, int] = {}
+        for r in runs:
+            for kind, n in r[run].get("error_kinds", {}).items():
+                kinds[kind] = kinds.get(kind, 0) + n
+        merged[run]["error_kinds"] = kinds
+    merged["saturated_rounds"] = sum(bool(r["open_loop"].get("saturated")) for r in runs)
+    merged["open_loop"]["saturated"] = merged["saturated_rounds"] > len(runs) // 2
+    merged["rounds"] = runs
+    return merged
+
+
+def _cpu(p: psutil.Process) -> float:
+    try:
+        t = p.cpu_times()
+        return t.user + t.system
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def _processes(target: Target) -> dict[str, psutil.Process]:
+    return {role: psutil.Process(pid) for role, pid in target.pids.items() if psutil.pid_exists(pid)}
+
+
+class Noise:
+    """CPU seconds used during a run by the servers (per process), by this harness's children (the
+    load generator) and by everything else on the machine (`other_cores`: other tenants, tests...)."""
+
+    def __init__(self, servers: dict[str, psutil.Process]) -> None:
+        self.servers = servers
+        self.server_cpu: dict[str, float] = {}
+        self.other_cores = 0.0
+
+    def __enter__(self) -> Noise:
+        self._wall = time.perf_counter()
+        self._machine = _busy(psutil.cpu_times())
+        self._children = _children_cpu()
+        self._server = {role: _cpu(p) for role, p in self.servers.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = max(time.perf_counter() - self._wall, 1e-9)
+        self.server_cpu = {role: _cpu(p) - self._server[role] for role, p in self.servers.items()}
+        ours = sum(self.server_cpu.values()) + _children_cpu() - self._children
+        busy = _busy(psutil.cpu_times()) - self._machine
+        self.other_cores = round(max(busy - ours, 0.0) / wall, 3)
+
+
+def _busy(t: Any) -> float:
+    return t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _post(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    try:
+        r = httpx.post(url, content=BODY, headers=headers, timeout=5)
+        return r.status_code, r.content
+    except httpx.TransportError:
+        return 0, b""
+
+
+def _reload_script(mark: str) -> str:
+    return SCORE_PY.replace('MARK = "v1"', f'MARK = "{mark}"').replace(
+        "return {name: value.tolist() for name, value in zip(output_names, results)}",
+        'return {"mark": MARK, **{name: value.tolist() for name, value in zip(output_names, results)}}')
+
+
+def _has_watch(exe: str) -> bool:
+    result = subprocess.run([exe, "up", "--help"], capture_output=True, text=True, timeout=60)
+    return "--watch" in result.stdout
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _wrk_version(wrk: str) -> str:
+    result = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+    return (result.stdout or result.stderr).splitlines()[0] if (result.stdout or result.stderr) else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the appliance against azmlinfsrv and a floor.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk before each scenario")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections for the throughput run")
+    parser.add_argument("--open-loop-fraction", type=float, default=0.5,
+                        help="open-loop rate as a share of each server's wrk req/s")
+    parser.add_argument("--open-loop-max-rate", type=float, default=4000,
+                        help="cap on the open-loop rate: past it the Python generator itself adds latency")
+    parser.add_argument("--pin", choices=["split", "client", "none"], default="split",
+                        help="split: client on CPU 0, servers on CPU 1; client: only the client pinned")
+    parser.add_argument("--only", nargs="+", choices=ORDER, help="run only these scenarios")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every scenario this many times; the table shows medians (noisy machines)")
+    parser.add_argument("--ab-pairs", type=int, default=3,
+                        help="alternated c16 runs per arm for the request-log and mirror costs")
+    parser.add_argument("--skip-apply", action="store_true", help="skip the apply and hot-reload timings")
+    parser.add_argument("--apply-trials", type=int, default=3, help="applies (and hot reloads) to time")
+    parser.add_argument("--request-settings", default="",
+                        help="YAML lines for the deployments' request_settings, e.g. "
+                             "'  max_concurrent_requests_per_instance: 16\\n'; empty: Azure's defaults")
+    parser.add_argument("--profile", metavar="DIR", help="also record py-spy profiles of the daemon and the blue "
+                                                          "worker under (b)'s load into DIR")
+    parser.add_argument("--profile-native", action="store_true", help="py-spy --native for the raw profiles")
+    parser.add_argument("--appliance", default=APPLIANCE, metavar="EXE",
+                        help="the `appliance` executable to benchmark (A/B of a patched build)")
+    parser.add_argument("--work", help="work folder (default: a new temporary one, removed unless --keep)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, homes, YAML)")
+    parser.add_argument("--out", default="bench-results.json", help="where to write the JSON results")
+    args = parser.parse_args(argv)
+    args.request_settings = args.request_settings.replace("\\n", "\n")
+    args.appliance = str(Path(shutil.which(args.appliance) or args.appliance).resolve())
+
+    console = Console(width=max(shutil.get_terminal_size((200, 40)).columns, 200), stderr=False)
+    bench = Bench(args, console)
+    console.print(f"[bold]appliance benchmark[/bold] — {bench.pin.describe()}")
+    try:
+        doc = bench.run()
+    finally:
+        if not args.keep and not args.work:
+            shutil.rmtree(bench.work, ignore_errors=True)
+    out = Path(args.out)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    report.print_all(console, doc)
+    console.print(f"results: {out.resolve()}" + (f"; work folder kept: {bench.work}" if args.keep else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The harness's output: one table (closed loop at -c16 and -c1, open loop, errors, ratios against (a)),
+the targets with PASS/FAIL and what was measured, and the JSON document."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+BASELINE = "a"
+
+
+def _get(run: dict[str, Any] | None, *path: str) -> Any:
+    value: Any = run
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f} µs" if value < 1 else f"{value:.2f} ms"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return "-"
+    return f"{value / base:.2f}×"
+
+
+def errors_of(scenario: dict[str, Any]) -> int:
+    return sum(int(_get(scenario, run, "errors") or 0) for run in ("wrk_c16", "wrk_c1", "open_loop"))
+
+
+def table(scenarios: dict[str, dict[str, Any]], connections: int) -> Table:
+    base = scenarios.get(BASELINE, {})
+    t = Table(title="appliance benchmark (same body, same client, same machine; ratios against (a))",
+              title_justify="left", show_lines=False)
+    for col, justify in [("", "left"), ("scenario", "left"), (f"req/s c{connections}", "right"), ("× (a)", "right"),
+                         ("p50", "right"), ("p99", "right"), ("p99 × (a)", "right"), ("c1 req/s", "right"),
+                         ("c1 p50", "right"), ("c1 p99", "right"), ("open-loop rate", "right"), ("OL p50", "right"),
+                         ("OL p99", "right"), ("OL p99.9", "right"), ("errors", "right"), ("other load", "right")]:
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for key, sc in scenarios.items():
+        c16, c1, ol = sc.get("wrk_c16"), sc.get("wrk_c1"), sc.get("open_loop")
+        errors = errors_of(sc)
+        t.add_row(
+            key, sc.get("label", key),
+            f"{_get(c16, 'requests_per_s') or 0:,.0f}", _ratio(_get(c16, "requests_per_s"), _get(base, "wrk_c16",
+                                                                                                  "requests_per_s")),
+            _ms(_get(c16, "latency_ms", "p50")), _ms(_get(c16, "latency_ms", "p99")),
+            _ratio(_get(c16, "latency_ms", "p99"), _get(base, "wrk_c16", "latency_ms", "p99")),
+            f"{_get(c1, 'requests_per_s') or 0:,.0f}",
+            _ms(_get(c1, "latency_ms", "p50")), _ms(_get(c1, "latency_ms", "p99")),
+            f"{_get(ol, 'target_rate') or 0:,.0f}/s" + (" cap" if _get(ol, "capped") else "")
+            + (" †" if _get(ol, "saturated") else ""), _ms(_get(ol, "latency_ms", "p50")),
+            _ms(_get(ol, "latency_ms", "p99")), _ms(_get(ol, "latency_ms", "p99.9")),
+            f"[red]{errors}[/red]" if errors else "0",
+            f"{max(_get(r, 'other_load_cores') or 0 for r in (c16, c1, ol)):.2f} cores")
+    return t
+
+
+def _target(name: str, wanted: str, measured: str, ok: bool | None, note: str = "") -> dict[str, Any]:
+    return {"target": name, "wanted": wanted, "measured": measured,
+            "result": "n/a" if ok is None else ("PASS" if ok else "FAIL"), "note": note}
+
+
+def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
+            reload: dict[str, Any] | None, alternated: dict[str, dict[str, list[float]]] | None = None
+            ) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    a, b = scenarios.get("a"), scenarios.get("b")
+    rps = {k: _get(v, "wrk_c16", "requests_per_s") for k, v in scenarios.items()}
+    if a and b and rps["a"] and rps["b"]:
+        ratio = rps["b"] / rps["a"]
+        out.append(_target("(b) throughput vs (a)", "≥ 3.0×", f"{ratio:.2f}× ({rps['b']:,.0f} vs {rps['a']:,.0f} "
+                           "req/s, wrk c16)", ratio >= 3.0))
+        pa, pb = _get(a, "wrk_c16", "latency_ms", "p99"), _get(b, "wrk_c16", "latency_ms", "p99")
+        if pa and pb:
+            out.append(_target("(b) p99 vs (a), closed loop", "≤ 0.5×", f"{pb / pa:.2f}× ({_ms(pb)} vs {_ms(pa)}, "
+                               "wrk c16)", pb / pa <= 0.5))
+        oa, ob = _get(a, "open_loop", "latency_ms", "p99"), _get(b, "open_loop", "latency_ms", "p99")
+        if oa and ob:
+            out.append(_target("(b) p99 vs (a), open loop", "≤ 0.5×", f"{ob / oa:.2f}× ({_ms(ob)} vs {_ms(oa)})",
+                               ob / oa <= 0.5, "each at its own share of its capacity: not the same rate"))
+    d = scenarios.get("d")
+    if b and d:
+        pb, pd = _get(b, "wrk_c1", "latency_ms", "p50"), _get(d, "wrk_c1", "latency_ms", "p50")
+        if pb is not None and pd is not None:
+            added = (pb - pd) * 1000
+            out.append(_target("router added latency, p50 (b) − p50 (d), one connection", "≤ 150 µs",
+                               f"{added:.0f} µs ({_ms(pb)} − {_ms(pd)})", added <= 150))
+    alternated = alternated or {}
+    for key, name, wanted, limit in (("mirror", "mirroring 50% of traffic: throughput cost", "≤ 10%", 0.10),
+                                     ("request_log", "request log: throughput cost", "≤ 5%", 0.05)):
+        runs = alternated.get(key)
+        if runs and runs.get("on") and runs.get("off"):
+            on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
+            cost = 1 - on / off
+            out.append(_target(name, wanted, f"{cost:.1%} ({on:,.0f} with vs {off:,.0f} req/s without)",
+                               cost <= limit, f"medians of {len(runs['on'])} alternated c16 runs per arm"))
+            continue
+        scenario = "b-mirror" if key == "mirror" else "b-nolog"
+        if rps.get(scenario) and rps.get("b"):
+            on, off = (rps["b-mirror"], rps["b"]) if key == "mirror" else (rps["b"], rps["b-nolog"])
+            cost = 1 - on / off
+            out.append(_target(name, wanted, f"{cost:.1%} ({on:,.0f} with vs {off:,.0f} req/s without)",
+                               cost <= limit, "one run each, not alternated"))
+    total = {k: errors_of(v) for k, v in scenarios.items()}
+    out.append(_target("errors (all runs, all scenarios)", "0",
+                       f"{sum(total.values())}" + (f" ({', '.join(f'{k}: {n}' for k, n in total.items() if n)})"
+                                                   if any(total.values()) else ""), sum(total.values()) == 0))
+    if apply is not None:
+        times = [t["first_200_s"] for t in apply.get("trials", []) if t.get("first_200_s") is not None]
+        if times:
+            worst = max(times)
+            out.append(_target("apply of a no-code ONNX deployment → first 200", "≤ 1.5 s",
+                               f"worst {worst:.2f} s, median {statistics.median(times):.2f} s "
+                               f"({', '.join(f'{t:.2f}' for t in times)})", worst <= 1.5,
+                               "wall clock from `appliance apply` (the CLI waits for ready) to the first 200"))
+        else:
+            out.append(_target("apply of a no-code ONNX deployment → first 200", "≤ 1.5 s",
+                               apply.get("error", "not measured"), False))
+    if reload is not None:
+        if not reload.get("available"):
+            out.append(_target("hot reload → new code answering", "≤ 1 s", "not available", None,
+                               reload.get("reason", "")))
+        else:
+            times = [t["seconds"] for t in reload.get("trials", []) if t.get("seconds") is not None]
+            if times:
+                worst = max(times)
+                failed = sum(t.get("non_200", 0) for t in reload["trials"])
+                out.append(_target("hot reload → new code answering", "≤ 1 s",
+                                   f"worst {worst:.2f} s, median {statistics.median(times):.2f} s; "
+                                   f"{failed} non-200 while swapping", worst <= 1.0 and failed == 0,
+                                   "from saving score.py to the first answer of the new code"))
+            else:
+                out.append(_target("hot reload → new code answering", "≤ 1 s", reload.get("error", "no answer"),
+                                   False))
+    return out
+
+
+def targets_table(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title="targets (reported, not asserted)", title_justify="left")
+    for col in ("target", "wanted", "measured", "result", "note"):
+        t.add_column(col)
+    colour = {"PASS": "green", "FAIL": "red", "n/a": "yellow"}
+    for r in rows:
+        t.add_row(r["target"], r["wanted"], r["measured"], f"[{colour[r['result']]}]{r['result']}[/]", r["note"])
+    return t
+
+
+def print_all(console: Console, doc: dict[str, Any]) -> None:
+    console.print(table(doc["scenarios"], doc["settings"]["connections"]))
+    console.print(f"[dim]load: wrk -t1 -c{doc['settings']['connections']} and -c1, {doc['settings']['duration_s']} s "
+                  f"each (after a {doc['settings']['warmup_s']} s warm-up); open loop at "
+                  f"{doc['settings']['open_loop_fraction']:.0%} of each server's c{doc['settings']['connections']} "
+                  f"req/s (at most {doc['settings']['open_loop_max_rate']:,.0f}/s: 'cap'), latency from the scheduled "
+                  "send time; † = the server (or the generator) did not keep up with that rate. 'other load': CPU "
+                  "used meanwhile by processes outside this benchmark (the worst of the three runs); rows with more "
+                  f"than ~0.1 cores are disturbed. Pinning: {doc['machine']['pinning']}.[/dim]")
+    cpu = {k: v.get("cpu_us_per_request") for k, v in doc["scenarios"].items() if v.get("cpu_us_per_request")}
+    if cpu:
+        console.print("[dim]server CPU per request during the c{} run (µs): {}[/dim]".format(
+            doc["settings"]["connections"],
+            "; ".join(f"{k}: " + ", ".join(f"{p} {us:.0f}" for p, us in v.items()) for k, v in cpu.items())))
+    console.print(targets_table(doc["targets"]))

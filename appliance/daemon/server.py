@@ -82,7 +82,8 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     app = create_app(control, requests, base_url, [startup], [shutdown])
     config = uvicorn.Config(Dispatcher(app, dataplane, token, host), host=host, port=port,
                             lifespan="on", http="httptools", loop="uvloop", access_log=False,
-                            log_level="warning", timeout_graceful_shutdown=10)
+                            log_level="warning", timeout_graceful_shutdown=10, server_header=False,
+                            date_header=False, proxy_headers=False)
     server = uvicorn.Server(config)
     # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, so the process would die by the
     # signal; with these (restored by uvicorn afterwards) a clean stop exits 0 instead.

@@ -34,6 +34,8 @@ class _Parsed:
     chunks: list[bytes] = field(default_factory=list)
     headed: bool = False
     done: bool = False
+    keep_alive: bool = False
+    parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
@@ -46,6 +48,8 @@ class _Parsed:
 
     def on_message_complete(self) -> None:
         self.done = True
+        # Only valid inside this callback: once feed_data returns, httptools answers False.
+        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
 
 
 class _Connection:
@@ -56,7 +60,7 @@ class _Connection:
     async def roundtrip(self, request: bytes, head: bool = False) -> tuple[Response, bool]:
         self.writer.write(request)
         parsed = _Parsed()
-        parser = httptools.HttpResponseParser(parsed)
+        parser = parsed.parser = httptools.HttpResponseParser(parsed)
         while not parsed.done and not (head and parsed.headed):  # a HEAD answer has no body to wait for
             data = await self.reader.read(65536)
             if not data:
@@ -65,7 +69,7 @@ class _Connection:
                 raise ConnectionResetError("the worker closed the connection")
             parser.feed_data(data)
         response = Response(parser.get_status_code(), parsed.headers, b"".join(parsed.chunks))
-        return response, parser.should_keep_alive()
+        return response, parsed.keep_alive
 
     def close(self) -> None:
         self.writer.close()

@@ -8,6 +8,7 @@ import json
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,3 +246,32 @@ def test_without_an_engine_only_docker_features_fail(tmp_path: Path, iris_projec
         assert built.returncode != 0 and "needs a running Docker engine" in built.stderr
     finally:
         daemon.stop()
+
+
+def test_docker_rolling_replace_fails_no_request(docker_daemon: Daemon, iris_project: Path,
+                                                 engine: docker.DockerClient) -> None:
+    daemon = docker_daemon
+    project = docker_project(iris_project)
+    daemon.cli("apply", "-f", "endpoint.yml", "-f", "env.yml", "-f", "docker.yml", cwd=project)
+    before = {c.id for c in ours(engine, daemon.home)}
+    key = daemon.key("my-ep")
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=daemon.url, timeout=30, headers={"authorization": f"Bearer {key}"}) as client:
+            while not stop.is_set():
+                statuses.append(client.post("/endpoints/my-ep/score", json={"data": ROWS}).status_code)
+
+    clients = [threading.Thread(target=load) for _ in range(3)]
+    for t in clients:
+        t.start()
+    try:
+        daemon.cli("deployment", "update", "my-ep", "blue", "--set", "environment_variables.MODE=v2")
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(30)
+    assert statuses and set(statuses) == {200}
+    after = {c.id for c in ours(engine, daemon.home)}
+    assert len(after) == 1 and not (after & before)  # a new container serves; the old one is gone

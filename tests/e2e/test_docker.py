@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,9 +31,9 @@ def ours(engine: docker.DockerClient, home: Path) -> list:
     return engine.containers.list(all=True, filters={"label": f"appliance.home={home}"})
 
 
-def docker_project(iris_project: Path) -> Path:
+def docker_project(iris_project: Path, env_name: str = "iris-env") -> Path:
     (iris_project / "conda.yml").write_text("dependencies:\n  - pip:\n    - six==1.16.0\n")
-    (iris_project / "env.yml").write_text("name: iris-env\nimage: python:3.11-slim\nconda_file: conda.yml\n")
+    (iris_project / "env.yml").write_text(f"name: {env_name}\nimage: python:3.11-slim\nconda_file: conda.yml\n")
     (iris_project / "docker.yml").write_text(
         "name: blue\nendpoint_name: my-ep\nmodel:\n  name: iris\n  path: ./model/\n"
         "environment: azureml:iris-env:1\nruntime: docker\ninstance_count: 1\n")
@@ -41,15 +42,16 @@ def docker_project(iris_project: Path) -> Path:
 
 def test_build_then_cache_hit(docker_daemon: Daemon, iris_project: Path, engine: docker.DockerClient) -> None:
     daemon = docker_daemon
-    project = docker_project(iris_project)
+    name = f"fresh-{uuid.uuid4().hex[:8]}"  # a tag no earlier run on this engine has built
+    project = docker_project(iris_project, name)
     daemon.cli("apply", "-f", "env.yml", cwd=project)
-    built = daemon.cli("environment", "build", "iris-env:1", "-o", "json")
+    built = daemon.cli("environment", "build", f"{name}:1", "-o", "json")
     result = json.loads(built.stdout)
     assert not result["cached"] and "Step" in built.stderr  # the build's progress, streamed
-    assert result["image"].startswith("appliance/env-iris-env:1-") and len(result["image"].rsplit("-", 1)[1]) == 12
+    assert result["image"].startswith(f"appliance/env-{name}:1-") and len(result["image"].rsplit("-", 1)[1]) == 12
     image = engine.images.get(result["image"])
     labels = image.labels
-    assert labels["appliance.environment.name"] == "iris-env" and labels["appliance.environment.version"] == "1"
+    assert labels["appliance.environment.name"] == name and labels["appliance.environment.version"] == "1"
     assert labels["appliance.environment.digest"] and labels["org.opencontainers.image.created"]
     assert image.attrs["Config"]["User"] == "10001" and image.attrs["Config"]["Healthcheck"]["Test"]
     # The environment's own requirement and the worker are inside, installed offline.
@@ -57,7 +59,7 @@ def test_build_then_cache_hit(docker_daemon: Daemon, iris_project: Path, engine:
     assert "six" in pip_list and "onnxruntime" in pip_list and "appliance" in pip_list
 
     started = time.monotonic()
-    with httpx.stream("POST", f"{daemon.url}/api/v1/environments/iris-env/build", params={"version": "1"},
+    with httpx.stream("POST", f"{daemon.url}/api/v1/environments/{name}/build", params={"version": "1"},
                       headers=daemon.admin, timeout=60) as response:
         events = [json.loads(line) for line in response.iter_lines() if line]
     elapsed = time.monotonic() - started

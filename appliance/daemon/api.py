@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -51,8 +52,6 @@ def _base_url(request: Request[Any, Any, Any]) -> str:
 
 
 def _parse(doc: DocumentIn) -> Document:
-    from pathlib import Path
-
     return parse(doc.body, doc.source, Path(doc.base) if doc.base else None)
 
 

@@ -170,6 +170,9 @@ class DataPlane:
                 headers: Headers) -> None:
         if len(self._mirrors) >= MAX_MIRRORS_IN_FLIGHT:
             self.mirrors_dropped += 1
+            if self.mirrors_dropped % 1000 == 1:  # said, not silent; but not once per request either
+                log.warning("mirror target %r is behind: %d mirrored copies dropped so far (at most %d in flight)",
+                            name, self.mirrors_dropped, MAX_MIRRORS_IN_FLIGHT)
             return
         req = _Request(live.endpoint, live.request_id)
         req.deployment, req.key_id, req.body = name, live.key_id, live.body

@@ -18,9 +18,8 @@ TAIL_LINES = 40
 
 
 class ProcessInstance:
-    def __init__(self, name: str, index: int, plan: LaunchPlan, socket: Path, log: Path) -> None:
+    def __init__(self, name: str, plan: LaunchPlan, socket: Path, log: Path) -> None:
         self.name = name
-        self.index = index
         self.plan = plan
         self.socket = socket
         self.log = log

@@ -42,7 +42,6 @@ class Instance:
         self.provider: str | None = None
         self.outstanding = 0  # requests in flight, kept by the router
         self.restarts = 0
-        self.started_at = time.time()
         self.settled = asyncio.Event()  # ready once, or failed
         self._on_change = on_change
         self._stopping = False
@@ -70,7 +69,6 @@ class Instance:
         start_failures = 0
         backoff = BACKOFF_FIRST
         while not self._stopping:
-            self.started_at = time.time()
             try:
                 await self.backend.start()
             except OSError as exc:
@@ -277,7 +275,7 @@ class Supervisor:
         log_file = self.logs_dir / plan.endpoint / plan.deployment / f"{name}.log"
         if plan.runtime == "docker":
             return ContainerInstance(name, plan, log_file, self.engine, self.home)
-        return ProcessInstance(name, n, plan, self.run_dir / f"i{n}.sock", log_file)
+        return ProcessInstance(name, plan, self.run_dir / f"i{n}.sock", log_file)
 
     def get(self, endpoint: str, deployment: str) -> DeploymentRuntime | None:
         return self.deployments.get((endpoint, deployment))

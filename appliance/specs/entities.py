@@ -126,8 +126,6 @@ class OnlineDeploymentSpec(Spec):
     watch: bool = False
 
 
-Entity = ModelSpec | EnvironmentSpec | OnlineEndpointSpec | OnlineDeploymentSpec
-
 KINDS: dict[str, type[Spec]] = {
     "model": ModelSpec,
     "environment": EnvironmentSpec,

@@ -66,13 +66,14 @@ def cli(ctx: click.Context, home: str | None, url: str | None) -> None:
 @click.option("--request-log/--no-request-log", default=True, show_default=True,
               help="Record every request in the registry (endpoint logs, metrics, mirror-report).")
 @click.option("--watch", is_flag=True, help="Hot reload: replace a deployment's instances when its code changes.")
-@click.option("--runtime", type=click.Choice(["process", "docker"]), default="process", show_default=True,
-              help="Where deployments without a `runtime:` field run.")
+@click.option("--runtime", type=click.Choice(["process", "docker", "inprocess"]),
+              help="Where deployments without a `runtime:` field run (default: no-code ONNX models inside the "
+                   "daemon, everything else as child processes).")
 @click.option("--base-image", envvar="APPLIANCE_BASE_IMAGE", default="python:3.11-slim", show_default=True,
               help="Base of the environment images the docker runtime builds.")
 @click.pass_context
 def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless: bool, max_request_mb: float,
-       request_log: bool, watch: bool, runtime: str, base_image: str) -> None:
+       request_log: bool, watch: bool, runtime: str | None, base_image: str) -> None:
     """Start the daemon: control API and data plane in one process; state survives restarts."""
     from appliance.daemon.server import serve
     from appliance.home import resolve

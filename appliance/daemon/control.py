@@ -67,6 +67,18 @@ def wants_gpu(spec: OnlineDeploymentSpec) -> bool:
     return any("nvidia.com/gpu" in (resources.get(k) or {}) for k in ("requests", "limits"))
 
 
+def _check_inprocess(spec: OnlineDeploymentSpec, environment: EnvironmentRecord | None) -> None:
+    """`runtime: inprocess` serves a no-code ONNX model inside the daemon: nothing of the user's may run there."""
+    why = None
+    if spec.code_configuration is not None:
+        why = f"this deployment runs a scoring script ({spec.code_configuration.scoring_script})"
+    elif environment is not None and (environment.spec.inference_config or venv.requirements(environment.spec)):
+        why = f"its environment {environment.name}:{environment.version} installs packages or brings an image"
+    if why:
+        raise SpecError(f"runtime inprocess serves only no-code ONNX models inside the daemon, but {why}; "
+                        "allowed here: process or docker", field="runtime")
+
+
 def model_signature(path: Path) -> tuple[str, dict[str, Any] | None]:
     """(framework, signature): ONNX when the path holds exactly one .onnx file."""
     try:
@@ -82,12 +94,12 @@ def model_signature(path: Path) -> tuple[str, dict[str, Any] | None]:
 
 class Control:
     def __init__(self, registry: Registry, supervisor: Supervisor, table: RoutingTable, token_secret: bytes,
-                 default_runtime: str = "process", base_image: str = images.DEFAULT_BASE) -> None:
+                 default_runtime: str | None = None, base_image: str = images.DEFAULT_BASE) -> None:
         self.registry = registry
         self.supervisor = supervisor
         self.table = table
         self.token_secret = token_secret
-        self.default_runtime = default_runtime
+        self.default_runtime = default_runtime  # `appliance up --runtime`; None: chosen per deployment
         self.base_image = base_image
         self._builder: images.Builder | None = None
         self.listeners: list[Callable[[], None]] = []  # told after every change (hot reload re-syncs)
@@ -268,6 +280,8 @@ class Control:
             what = f"model {model.name}:{model.version}" if model else "no model"
             raise SpecError(f"{what} is not an ONNX model, so this deployment needs a code_configuration "
                             "with a scoring_script", field="code_configuration")
+        if spec.runtime == "inprocess":
+            _check_inprocess(spec, environment)
         stored = msgspec.structs.replace(
             spec, model=model.ref if model else None, environment=environment.ref if environment else None)
         if existing is None or existing.spec != stored or existing.code_digest != code_digest:
@@ -417,13 +431,17 @@ class Control:
         if rec.code_digest and spec.code_configuration:
             code_dir = str(self.registry.artifacts.path(rec.code_digest) / self.registry.artifact_name(rec.code_digest))
             scoring_script = spec.code_configuration.scoring_script
+        # Unless told otherwise, a no-code ONNX model needing nothing installed is served by the daemon
+        # itself (no second hop); anything running a user's code or packages gets a process of its own.
+        no_code = scoring_script is None and not reqs and routes == ("/score", "/", "/")
+        runtime = spec.runtime or self.default_runtime or ("inprocess" if no_code else "process")
         return LaunchPlan(
             endpoint=spec.endpoint_name, deployment=spec.name, instance_count=spec.instance_count,
             model_name=model_name, model_version=model_version, model_dir=model_dir, code_dir=code_dir,
             scoring_script=scoring_script, requirements=tuple(reqs),
             environment_variables=tuple(sorted(spec.environment_variables.items())),
             request_settings=spec.request_settings, liveness_probe=spec.liveness_probe,
-            readiness_probe=spec.readiness_probe, runtime=spec.runtime or self.default_runtime, routes=routes,
+            readiness_probe=spec.readiness_probe, runtime=runtime, routes=routes,
             port=port, gpu=wants_gpu(spec))
 
     def refresh_route(self, endpoint: str) -> None:
@@ -472,7 +490,7 @@ class Control:
                        progress: Progress | None = None) -> LaunchPlan | None:
         """The plan with its environment built (a venv, or an image for docker), or None if that
         failed: then the deployment shows Failed with why, and instances it had keep serving."""
-        if plan.runtime == "process" and not plan.requirements:
+        if plan.runtime == "inprocess" or (plan.runtime == "process" and not plan.requirements):
             return plan
         build_log = self.supervisor.logs_dir / plan.endpoint / plan.deployment / "build.log"
         build_log.parent.mkdir(parents=True, exist_ok=True)

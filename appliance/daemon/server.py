@@ -38,7 +38,7 @@ def _logging(home: Home) -> None:
 
 
 def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_bytes: int = 1_572_864,
-          request_log: bool = True, watch: bool = False, runtime: str = "process",
+          request_log: bool = True, watch: bool = False, runtime: str | None = None,
           base_image: str = images.DEFAULT_BASE) -> int:
     home = Home(root)
     try:

@@ -1,4 +1,4 @@
-"""What the supervisor needs from an instance's backend: a child process or a container."""
+"""What the supervisor needs from an instance's backend: a child process, a container, or the daemon itself."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ from pathlib import Path
 from typing import Protocol
 
 from appliance.runtime.plan import LaunchPlan
-from appliance.runtime.transport import HTTPClient
+from appliance.runtime.transport import Headers, Response
+
+
+class Client(Protocol):
+    """How the router and the probes talk to an instance: HTTP, or a call in this process."""
+
+    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = ()) -> Response: ...
 
 
 class Backend(Protocol):
     name: str
     plan: LaunchPlan
     log: Path
-    client: HTTPClient
+    client: Client | None  # None only before an in-process instance has loaded its model
     tail: list[str]  # the last lines of output, for error reports
 
     @property

@@ -23,7 +23,7 @@ class LaunchPlan:
     readiness_probe: Probe = field(default_factory=Probe)
     requirements: tuple[str, ...] = ()  # the environment's pip requirements: a venv of its own
     python: str | None = None  # interpreter; None = the appliance's own
-    runtime: str = "process"  # or "docker"
+    runtime: str = "process"  # or "docker", or "inprocess" (no-code ONNX in the daemon)
     image: str | None = None  # docker: the image to run (an environment image, or a custom one)
     port: int = 8080  # docker: the port the container serves on
     routes: tuple[str, str, str] = ("/score", "/", "/")  # scoring, liveness, readiness paths

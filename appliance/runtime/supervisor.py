@@ -1,6 +1,7 @@
 """The supervisor: keeps each deployment's instances running, ready and replaced safely.
 
-An `Instance` owns one backend (a `Backend`: a child process, or a container) and a lifecycle task: start, wait for
+An `Instance` owns one backend (a `Backend`: a child process, a container, or a model
+loaded in the daemon itself) and a lifecycle task: start, wait for
 readiness, watch liveness, restart with exponential backoff; a worker that keeps dying before it
 is ready is marked failed with the tail of its output instead of looping silently.
 A `DeploymentRuntime` keeps the `ready` list the router reads, and replaces instances one group at
@@ -23,6 +24,7 @@ import msgspec
 from appliance.builder import images
 from appliance.runtime.backend import Backend
 from appliance.runtime.container import ContainerInstance
+from appliance.runtime.inprocess import InProcessInstance
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.process import ProcessInstance
 
@@ -248,7 +250,7 @@ class DeploymentRuntime:
 
     def describe(self) -> dict[str, Any]:
         providers = sorted({i.provider for i in self.instances if i.provider})
-        return {"provisioning_state": self.state, "error": self.error,
+        return {"provisioning_state": self.state, "error": self.error, "runtime": self.plan.runtime,
                 "provider": ", ".join(providers) or None,
                 "instances": [i.describe() for i in self.instances]}
 
@@ -275,6 +277,8 @@ class Supervisor:
         log_file = self.logs_dir / plan.endpoint / plan.deployment / f"{name}.log"
         if plan.runtime == "docker":
             return ContainerInstance(name, plan, log_file, self.engine, self.home)
+        if plan.runtime == "inprocess":
+            return InProcessInstance(name, plan, log_file)
         return ProcessInstance(name, plan, self.run_dir / f"i{n}.sock", log_file)
 
     def get(self, endpoint: str, deployment: str) -> DeploymentRuntime | None:

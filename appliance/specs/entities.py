@@ -122,7 +122,7 @@ class OnlineDeploymentSpec(Spec):
     egress_public_network_access: Literal["enabled", "disabled"] = "enabled"
     type: Literal["managed", "kubernetes"] | None = None
     # Appliance extensions.
-    runtime: Literal["process", "docker"] | None = None
+    runtime: Literal["process", "docker", "inprocess"] | None = None  # unset: see Control.runtime
     watch: bool = False
 
 

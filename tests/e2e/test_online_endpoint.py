@@ -120,7 +120,7 @@ def test_swagger_and_subdomain(daemon: Daemon, iris_project: Path) -> None:
 def test_instances_and_provider(daemon: Daemon, iris_project: Path) -> None:
     daemon.cli("apply", "-f", "endpoint.yml", "-f", "blue.yml", cwd=iris_project)
     blue = iris_project / "blue.yml"
-    blue.write_text(blue.read_text().replace("instance_count: 1", "instance_count: 2"))
+    blue.write_text(blue.read_text().replace("instance_count: 1", "instance_count: 2") + "runtime: process\n")
     daemon.cli("apply", "-f", "blue.yml", cwd=iris_project)
     shown = json.loads(daemon.cli("deployment", "show", "my-ep", "blue", "-o", "json").stdout)
     assert shown["instance_count"] == 2 and shown["provisioning_state"] == "Succeeded"

@@ -1,0 +1,120 @@
+"""One `inprocess` instance: a no-code ONNX model served inside the daemon, so the router's forward
+is a function call instead of a second HTTP hop (the benchmark harness measures the difference).
+
+Only no-code ONNX runs here: the same `Worker` a child process would run, with no user code, so a
+crash or a slow import can't take the daemon down. A model that is cheap (most tabular models run in
+tens of µs) is called on the event loop, since a thread hop would cost more than the model; one that
+is slower on average than `INLINE_BUDGET` runs on a thread pool of `max_concurrent_requests_per_instance`
+threads instead (onnxruntime releases the GIL), so one heavy model can't stall every other endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from appliance.runtime import logs
+from appliance.runtime.plan import LaunchPlan
+from appliance.runtime.transport import Headers, Response
+from appliance.scoring.app import Reply, Worker
+from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
+
+INLINE_BUDGET = 0.0005  # s: a model slower than this on average leaves the event loop for a thread
+_WEIGHT = 0.2  # of the newest call in the running average
+
+
+class DirectClient:
+    """The `HTTPClient` interface over a `Worker` in this process. New calls go to the thread pool
+    until one has been timed, then wherever the running average of the model's time says."""
+
+    def __init__(self, worker: Worker, threads: int) -> None:
+        self.worker = worker
+        self.average: float | None = None  # s per call, None until the first one
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"model-{worker.name}")
+
+    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = ()) -> Response:
+        path = target.partition("?")[0]
+        json_length = next((v for k, v in headers if k == b"inference-header-content-length"), None)
+        average = self.average
+        if average is not None and average < INLINE_BUDGET:
+            status, ctype, payload, extra = self._timed(method, path, body, json_length)
+        else:
+            status, ctype, payload, extra = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._timed, method, path, body, json_length)
+        return Response(status, [(b"content-type", ctype), *extra], payload)
+
+    def _timed(self, method: str, path: str, body: bytes, json_length: bytes | None) -> Reply:
+        started = time.perf_counter()
+        reply = self.worker.handle(method, path, body, json_length)
+        elapsed = time.perf_counter() - started
+        average = self.average
+        self.average = elapsed if average is None else average + _WEIGHT * (elapsed - average)
+        return reply
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class InProcessInstance:
+    def __init__(self, name: str, plan: LaunchPlan, log: Path) -> None:
+        if not plan.model_dir or plan.scoring_script:
+            raise ValueError(f"deployment {plan.deployment!r}: only a no-code ONNX model runs in process")
+        self.name = name
+        self.plan = plan
+        self.log = log
+        self.client: DirectClient | None = None
+        self.tail: list[str] = []
+        self._exit: asyncio.Future[int] | None = None
+
+    def _say(self, stream: str, text: str) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a") as out:
+            out.write(logs.line(stream, text))
+        self.tail = [*self.tail[-39:], text]
+
+    async def start(self) -> None:
+        plan = self.plan
+        assert plan.model_dir
+        self._exit = asyncio.get_running_loop().create_future()
+        name, version = plan.model_name or plan.deployment, plan.model_version or "1"
+        try:
+            model = await asyncio.to_thread(OnnxModel, find_onnx_file(Path(plan.model_dir)))
+        except Exception as exc:
+            self._say("stderr", f"cannot load the model: {type(exc).__name__}: {exc}")
+            self._exit.set_result(3)
+            return
+        self.client = DirectClient(Worker(name, version, model=model),
+                                   plan.request_settings.max_concurrent_requests_per_instance)
+        self._say("stderr", f"model {name}:{version} loaded from {model.path} on {model.provider}, "
+                            "inside the daemon (runtime: inprocess)")
+
+    @property
+    def pid(self) -> int | None:
+        return os.getpid() if self.running else None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._exit.result() if self._exit is not None and self._exit.done() else None
+
+    @property
+    def running(self) -> bool:
+        return self._exit is not None and not self._exit.done()
+
+    async def wait(self) -> int:
+        assert self._exit is not None
+        return await asyncio.shield(self._exit)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self._exit is not None and not self._exit.done():
+            self._exit.set_result(0)
+
+    def target(self, path: str) -> str:
+        return path
+
+    async def probe(self, timeout: float) -> bool:
+        return self.running and self.client is not None

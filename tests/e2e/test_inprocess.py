@@ -1,0 +1,95 @@
+"""The in-process fast path: a no-code ONNX deployment is served by the daemon itself unless told
+otherwise, only no-code models may run there, and a heavy model there doesn't stall other endpoints."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+from conftest import Daemon, wait_until
+from onnx import TensorProto, helper, numpy_helper
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]]
+
+
+def test_no_code_onnx_runs_inside_the_daemon(daemon: Daemon, iris_project: Path) -> None:
+    daemon.cli("apply", "-f", "endpoint.yml", "-f", "blue.yml", cwd=iris_project)
+    shown = json.loads(daemon.cli("deployment", "show", "my-ep", "blue", "-o", "json").stdout)
+    assert shown["runtime"] == "inprocess" and shown["provisioning_state"] == "Succeeded"
+    assert shown["provider"] == "CPUExecutionProvider"
+    assert daemon.proc and [i["pid"] for i in shown["instances"]] == [daemon.proc.pid]
+    assert "inside the daemon" in Path(shown["instances"][0]["log"]).read_text()
+    response = daemon.score("my-ep", {"data": ROWS})
+    assert response.status_code == 200 and response.json()["label"] == [0, 2]
+    assert float(response.headers["x-ms-run-fn-exec-ms"]) > 0
+    refused = daemon.score("my-ep", {"data": [[1, 2]]})  # the model's own 400, not a 424
+    assert refused.status_code == 400 and "features" in refused.json()["message"]
+
+    # Asked for, a child process serves it instead, replacing the in-process instance.
+    blue = iris_project / "blue.yml"
+    blue.write_text(blue.read_text() + "runtime: process\n")
+    daemon.cli("apply", "-f", "blue.yml", cwd=iris_project)
+    shown = json.loads(daemon.cli("deployment", "show", "my-ep", "blue", "-o", "json").stdout)
+    assert shown["runtime"] == "process" and shown["instances"][0]["pid"] != daemon.proc.pid
+    assert daemon.score("my-ep", {"data": ROWS}).json()["label"] == [0, 2]
+
+
+def test_only_no_code_models_run_inside(daemon: Daemon, iris_project: Path) -> None:
+    (iris_project / "code").mkdir()
+    (iris_project / "code" / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return 1\n")
+    (iris_project / "scripted.yml").write_text(
+        "name: scripted\nendpoint_name: my-ep\nruntime: inprocess\n"
+        "code_configuration:\n  code: ./code\n  scoring_script: score.py\n")
+    refused = daemon.cli("apply", "-f", "endpoint.yml", "-f", "scripted.yml", cwd=iris_project, check=False)
+    assert refused.returncode != 0
+    assert "runtime" in refused.stderr and "inprocess" in refused.stderr and "score.py" in refused.stderr
+    assert "process or docker" in refused.stderr
+    assert json.loads(daemon.cli("endpoint", "list", "-o", "json").stdout) == []  # nothing stored
+
+
+def heavy_model(path: Path, layers: int = 300) -> None:
+    """An ONNX model that takes about a second per call on one core: `layers` MatMuls over 2048 rows."""
+    w = numpy_helper.from_array((np.random.default_rng(0).standard_normal((512, 512)) / 32).astype(np.float32), "w")
+    reps = numpy_helper.from_array(np.array([2048, 1], dtype=np.int64), "reps")
+    nodes = [helper.make_node("Tile", ["x", "reps"], ["h0"])]
+    nodes += [helper.make_node("MatMul", [f"h{i}", "w"], [f"h{i + 1}"]) for i in range(layers)]
+    nodes.append(helper.make_node("ReduceMean", [f"h{layers}"], ["y"], axes=[0], keepdims=0))
+    graph = helper.make_graph(nodes, "heavy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 512])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [512])], [w, reps])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True)
+    onnx.save(model, path)
+
+
+def test_a_heavy_model_does_not_stall_other_endpoints(daemon: Daemon, iris_project: Path) -> None:
+    heavy_model(iris_project / "heavy" / "model.onnx")
+    (iris_project / "heavy.yml").write_text(
+        "name: heavy\nendpoint_name: slow-ep\nmodel:\n  path: ./heavy/\n"
+        "request_settings:\n  request_timeout_ms: 60000\n")
+    (iris_project / "slow-ep.yml").write_text("name: slow-ep\nauth_mode: key\n")
+    daemon.cli("apply", "-f", "endpoint.yml", "-f", "blue.yml", "-f", "slow-ep.yml", "-f", "heavy.yml",
+               cwd=iris_project)
+    slow_key, key = daemon.key("slow-ep"), daemon.key("my-ep")
+    x = {"data": [[0.5] * 512]}
+    assert daemon.score("slow-ep", x, key=slow_key).status_code == 200  # timed once: it is a heavy one
+
+    answers: list[int] = []
+    heavy = threading.Thread(target=lambda: answers.append(daemon.score("slow-ep", x, key=slow_key).status_code))
+    heavy.start()
+
+    def in_flight() -> bool:
+        shown = json.loads(daemon.cli("deployment", "show", "slow-ep", "heavy", "-o", "json").stdout)
+        return shown["instances"][0]["outstanding"] == 1
+
+    wait_until(in_flight, 10, "the heavy request to be in flight")
+    light = httpx.post(f"{daemon.url}/endpoints/my-ep/score", json={"data": ROWS},
+                       headers={"authorization": f"Bearer {key}"}, timeout=30)
+    assert light.status_code == 200
+    assert heavy.is_alive(), "the light request waited for the heavy one"
+    heavy.join(60)
+    assert answers == [200]

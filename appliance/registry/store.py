@@ -50,7 +50,9 @@ class Registry:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.artifacts = ArtifactStore(home / "artifacts")
-        self._db = duckdb.connect(str(home / "appliance.duckdb"))
+        # One thread: DuckDB's own pool would run the request log's checkpoints at full priority,
+        # beside the data plane; this way they run in the (lower-priority) writer thread that commits.
+        self._db = duckdb.connect(str(home / "appliance.duckdb"), config={"threads": 1})
         self._lock = threading.RLock()
         self._depth = 0
         self._migrate()

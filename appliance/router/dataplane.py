@@ -149,9 +149,8 @@ class DataPlane:
                 req.instance = instance.name
                 instance.outstanding += 1
                 try:
-                    async with asyncio.timeout(settings.request_timeout_ms / 1000):
-                        return await instance.client.request(method, instance.target(target), req.body,
-                                                             forwarded)
+                    return await instance.client.request(method, instance.target(target), req.body, forwarded,
+                                                         settings.request_timeout_ms / 1000)
                 except TimeoutError:
                     raise HTTPError(408, f"the deployment did not answer within request_timeout_ms="
                                          f"{settings.request_timeout_ms}") from None

@@ -12,7 +12,8 @@ from appliance.runtime.transport import Headers, Response
 class Client(Protocol):
     """How the router and the probes talk to an instance: HTTP, or a call in this process."""
 
-    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = ()) -> Response: ...
+    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = (),
+                      timeout: float | None = None) -> Response: ...
 
 
 class Backend(Protocol):

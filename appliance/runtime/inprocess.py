@@ -35,15 +35,18 @@ class DirectClient:
         self.average: float | None = None  # s per call, None until the first one
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"model-{worker.name}")
 
-    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = ()) -> Response:
+    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = (),
+                      timeout: float | None = None) -> Response:
+        """`timeout` bounds a call on the thread pool; an inline one is within INLINE_BUDGET anyway."""
         path = target.partition("?")[0]
         json_length = next((v for k, v in headers if k == b"inference-header-content-length"), None)
         average = self.average
         if average is not None and average < INLINE_BUDGET:
             status, ctype, payload, extra = self._timed(method, path, body, json_length)
         else:
-            status, ctype, payload, extra = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._timed, method, path, body, json_length)
+            call = asyncio.get_running_loop().run_in_executor(self._pool, self._timed, method, path, body,
+                                                              json_length)
+            status, ctype, payload, extra = await asyncio.wait_for(call, timeout)
         return Response(status, [(b"content-type", ctype), *extra], payload)
 
     def _timed(self, method: str, path: str, body: bytes, json_length: bytes | None) -> Reply:

@@ -89,7 +89,15 @@ class HTTPClient:
             return _Connection(*await asyncio.open_unix_connection(self.path))
         return _Connection(*await asyncio.open_connection(self.host, self.port))
 
-    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = ()) -> Response:
+    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = (),
+                      timeout: float | None = None) -> Response:
+        """The instance's answer; TimeoutError after `timeout` seconds (the connection is then dropped)."""
+        if timeout is None:
+            return await self._request(method, target, body, headers)
+        async with asyncio.timeout(timeout):
+            return await self._request(method, target, body, headers)
+
+    async def _request(self, method: str, target: str, body: bytes, headers: Headers) -> Response:
         lines = [f"{method} {target} HTTP/1.1\r\ncontent-length: {len(body)}\r\n".encode()]
         lines += [k + b": " + v + b"\r\n" for k, v in headers]
         if not any(k == b"host" for k, _ in headers):

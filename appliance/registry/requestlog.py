@@ -1,7 +1,7 @@
 """The request log's table: batch insert, and the queries behind `endpoint logs`, `metrics` and
 `mirror-report`. Only SQL here; the batching writer is `appliance.telemetry.requestlog`.
 
-Rows are plain tuples in `COLUMNS` order (`appliance.telemetry.events.RequestEvent`'s fields; the
+Rows are plain tuples in `COLUMNS` order (`appliance.telemetry.events.FIELDS`; the
 registry does not import telemetry). `at` arrives as a float Unix time and is stored as a naive UTC
 TIMESTAMP, like every timestamp in the registry.
 """

@@ -76,9 +76,9 @@ class DataPlane:
         self.table = table
         self.recorder = recorder
         self.max_body_bytes = max_body_bytes
+        self.mirrors_in_flight = 0
         self.mirrors_dropped = 0
         self._gates: weakref.WeakKeyDictionary[DeploymentRuntime, Gate] = weakref.WeakKeyDictionary()
-        self._mirrors: set[asyncio.Task[None]] = set()
         self._random = random.random
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, endpoint: str, rest: str) -> None:
@@ -127,7 +127,7 @@ class DataPlane:
         await _send(send, status, payload, reply, content_type)
         self._log(req, False, status, payload, digest=mirror is not None)
         if mirror:  # the live answer is out: now, and only now, the copy
-            self._mirror(*mirror, req, scope["method"], target, headers)
+            await self._mirror(*mirror, req, scope["method"], target, headers)
 
     async def _forward(self, deployment: DeploymentRuntime, req: _Request, method: str, target: str,
                        headers: Headers) -> Response:
@@ -165,9 +165,11 @@ class DataPlane:
         finally:
             gate.release()
 
-    def _mirror(self, deployment: DeploymentRuntime, name: str, live: _Request, method: str, target: str,
-                headers: Headers) -> None:
-        if len(self._mirrors) >= MAX_MIRRORS_IN_FLIGHT:
+    async def _mirror(self, deployment: DeploymentRuntime, name: str, live: _Request, method: str, target: str,
+                      headers: Headers) -> None:
+        """The copy runs in the live request's own task, after its response is complete: the server has
+        already moved on to the caller's next request, and no task per copy is made."""
+        if self.mirrors_in_flight >= MAX_MIRRORS_IN_FLIGHT:
             self.mirrors_dropped += 1
             if self.mirrors_dropped % 1000 == 1:  # said, not silent; but not once per request either
                 log.warning("mirror target %r is behind: %d mirrored copies dropped so far (at most %d in flight)",
@@ -175,26 +177,23 @@ class DataPlane:
             return
         req = _Request(live.endpoint, live.request_id)
         req.deployment, req.key_id, req.body = name, live.key_id, live.body
-
-        async def run() -> None:
-            status, payload = 0, b""
-            try:
-                response = await self._forward(deployment, req, method, target, headers)
-                status, payload = response.status, response.body
-            except HTTPError as exc:
-                status = exc.status
-            except OSError:
-                status = 502
-            self._log(req, True, status, payload, digest=True)
-
-        task = asyncio.create_task(run())
-        self._mirrors.add(task)
-        task.add_done_callback(self._mirrors.discard)
+        status, payload = 0, b""
+        self.mirrors_in_flight += 1
+        try:
+            response = await self._forward(deployment, req, method, target, headers)
+            status, payload = response.status, response.body
+        except HTTPError as exc:
+            status = exc.status
+        except OSError:
+            status = 502
+        finally:
+            self.mirrors_in_flight -= 1
+        self._log(req, True, status, payload, digest=True)
 
     def _log(self, req: _Request, mirrored: bool, status: int, payload: bytes, digest: bool) -> None:
         if self.recorder is None:
             return
-        self.recorder.record(RequestEvent(
+        self.recorder.record((
             req.at, req.request_id.decode(errors="replace"), req.endpoint, req.deployment, req.instance, mirrored,
             status, (time.perf_counter() - req.started) * 1000, len(req.body), len(payload), req.key_id,
             hashlib.blake2b(payload, digest_size=8).hexdigest() if digest else ""))
@@ -219,8 +218,9 @@ class DataPlane:
 
     async def drain(self, timeout: float) -> None:
         """Let mirrored requests in flight finish (at shutdown)."""
-        if self._mirrors:
-            await asyncio.wait(set(self._mirrors), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while self.mirrors_in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
 
 def _choose(route: EndpointRoute, headers: Headers,

@@ -1,4 +1,4 @@
--- One row per live or mirrored request (appliance.telemetry.events.RequestEvent), written in batches.
+-- One row per live or mirrored request (appliance.telemetry.events.FIELDS), written in batches.
 -- No primary key or index: an ART index would slow every batch, and rows arrive in id and time order,
 -- so DuckDB's per-row-group min/max already prunes the `id > ?` and `"at" >= ?` scans.
 CREATE SEQUENCE request_log_ids START 1;

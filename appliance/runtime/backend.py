@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.transport import Headers, Response
@@ -39,6 +39,10 @@ class Backend(Protocol):
     async def stop(self, grace: float = 5.0) -> None: ...
 
     async def probe(self, timeout: float) -> bool: ...
+
+    def details(self) -> dict[str, Any]:
+        """What `deployment show` adds about this kind of instance (in process: how the model is called)."""
+        ...
 
     def target(self, path: str) -> str:
         """The backend's own path for an Azure route (a custom image has its own scoring route)."""

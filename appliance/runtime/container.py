@@ -120,6 +120,9 @@ class ContainerInstance:
                 await asyncio.to_thread(container.remove, force=True)
             self._exit = self._exit if self._exit is not None else 0
 
+    def details(self) -> dict[str, Any]:
+        return {}
+
     def target(self, path: str) -> str:
         scoring, liveness, _ = self.plan.routes
         return {"/score": scoring, "/": liveness}.get(path, path)

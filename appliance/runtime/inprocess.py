@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
@@ -40,26 +40,31 @@ class DirectClient:
                       timeout: float | None = None) -> Response:
         """`timeout` bounds a call on the thread pool; an inline one is within INLINE_BUDGET anyway."""
         path = target.partition("?")[0]
-        json_length = next((v for k, v in headers if k == b"inference-header-content-length"), None)
-        average = self.average
-        if average is not None and average < INLINE_BUDGET:
-            status, ctype, payload, extra = self._timed(time.perf_counter, method, path, body, json_length)
+        if method != "POST":  # health, swagger, metadata: no model call
+            status, ctype, payload, extra = self.worker.handle(method, path, body)
         else:
-            # On a thread, the wall clock would count the waits for the GIL the event loop holds (under
-            # load, far over the budget, and the model would never come back): count its CPU time.
-            call = asyncio.get_running_loop().run_in_executor(self._pool, self._timed, time.thread_time, method,
-                                                              path, body, json_length)
-            status, ctype, payload, extra = await asyncio.wait_for(call, timeout)
+            json_length = next((v for k, v in headers if k == b"inference-header-content-length"), None)
+            if self.inline:
+                status, ctype, payload, extra = self._timed(method, path, body, json_length)
+            else:
+                call = asyncio.get_running_loop().run_in_executor(self._pool, self._timed, method, path, body,
+                                                                  json_length)
+                status, ctype, payload, extra = await asyncio.wait_for(call, timeout)
         return Response(status, [(b"content-type", ctype), *extra], payload)
 
-    def _timed(self, clock: Callable[[], float], method: str, path: str, body: bytes,
-               json_length: bytes | None) -> Reply:
-        started = clock()
+    def _timed(self, method: str, path: str, body: bytes, json_length: bytes | None) -> Reply:
+        # CPU time, not the wall clock: a wait for the GIL (another thread took it while onnxruntime had
+        # let it go) is not the model's cost, and would send a cheap model to the threads for nothing.
+        started = time.thread_time()
         reply = self.worker.handle(method, path, body, json_length)
-        elapsed = clock() - started
+        elapsed = time.thread_time() - started
         average = self.average
         self.average = elapsed if average is None else average + _WEIGHT * (elapsed - average)
         return reply
+
+    @property
+    def inline(self) -> bool:
+        return self.average is not None and self.average < INLINE_BUDGET
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -122,6 +127,12 @@ class InProcessInstance:
 
     def target(self, path: str) -> str:
         return path
+
+    def details(self) -> dict[str, Any]:
+        client = self.client
+        if client is None or client.average is None:
+            return {}
+        return {"calls": "inline" if client.inline else "threads", "model_ms": round(client.average * 1000, 3)}
 
     async def probe(self, timeout: float) -> bool:
         return self.running and self.client is not None

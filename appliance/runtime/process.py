@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
@@ -93,6 +94,9 @@ class ProcessInstance:
                     self.proc.kill()
                 await self.wait()
         self.socket.unlink(missing_ok=True)
+
+    def details(self) -> dict[str, Any]:
+        return {}
 
     def target(self, path: str) -> str:
         return path

@@ -156,7 +156,7 @@ class Instance:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "state": self.state, "pid": self.backend.pid, "provider": self.provider,
                 "restarts": self.restarts, "outstanding": self.outstanding, "error": self.error,
-                "log": str(self.backend.log)}
+                "log": str(self.backend.log), **self.backend.details()}
 
 
 class DeploymentRuntime:

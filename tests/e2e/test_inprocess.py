@@ -48,6 +48,13 @@ def test_only_no_code_models_run_inside(daemon: Daemon, iris_project: Path) -> N
     assert refused.returncode != 0
     assert "runtime" in refused.stderr and "inprocess" in refused.stderr and "score.py" in refused.stderr
     assert "process or docker" in refused.stderr
+    # Nor a model whose environment installs packages: they would land in the daemon's own Python.
+    (iris_project / "conda.yml").write_text("dependencies:\n  - pip:\n    - six==1.16.0\n")
+    (iris_project / "packaged.yml").write_text(
+        "name: packaged\nendpoint_name: my-ep\nruntime: inprocess\nmodel:\n  path: ./model/\n"
+        "environment:\n  image: python:3.11-slim\n  conda_file: conda.yml\n")
+    refused = daemon.cli("apply", "-f", "endpoint.yml", "-f", "packaged.yml", cwd=iris_project, check=False)
+    assert refused.returncode != 0 and "runtime" in refused.stderr and "installs packages" in refused.stderr
     assert json.loads(daemon.cli("endpoint", "list", "-o", "json").stdout) == []  # nothing stored
 
 

@@ -88,7 +88,7 @@ class DataPlane:
         target = "/" + rest + _query(scope)
         v2 = rest.startswith("v2")
         content_type: bytes | None = b"application/json"
-        mirror: tuple[DeploymentRuntime, str] | None = None
+        mirror: tuple[DeploymentRuntime, str, Headers] | None = None
         try:
             for name in (b"x-request-id", b"x-ms-client-request-id"):
                 if len(_header(headers, name) or b"") > MAX_ID:
@@ -104,9 +104,10 @@ class DataPlane:
                 name, deployment, pinned = _choose(route, headers, self._random)
                 req.deployment = name
                 reply.append((PIN, name.encode()))
+                forwarded = _forwarded(headers, req.request_id)
                 if not pinned and route.mirror and self._random() * 100 < route.mirror[1]:
-                    mirror = route.deployments[route.mirror[0]], route.mirror[0]
-                response = await self._forward(deployment, req, scope["method"], target, headers)
+                    mirror = route.deployments[route.mirror[0]], route.mirror[0], forwarded
+                response = await self._forward(deployment, req, scope["method"], target, forwarded)
                 status, payload, content_type = response.status, response.body, None
                 reply += [(k, v) for k, v in response.headers if k not in _DROP_BACK]
                 if status != 200 and rest == "score" and response.header(INPUT_ERROR) is None:
@@ -127,10 +128,10 @@ class DataPlane:
         await _send(send, status, payload, reply, content_type)
         self._log(req, False, status, payload, digest=mirror is not None)
         if mirror:  # the live answer is out: now, and only now, the copy
-            await self._mirror(*mirror, req, scope["method"], target, headers)
+            await self._mirror(*mirror, req, scope["method"], target)
 
     async def _forward(self, deployment: DeploymentRuntime, req: _Request, method: str, target: str,
-                       headers: Headers) -> Response:
+                       forwarded: Headers) -> Response:
         """Admission, then the least-busy ready instance, within the deployment's request timeout."""
         settings = deployment.plan.request_settings
         gate = self._gates.get(deployment)
@@ -141,8 +142,6 @@ class DataPlane:
             raise HTTPError(429, f"deployment {req.deployment!r} is at its limit of {limit} concurrent requests "
                                  f"and none finished within max_queue_wait_ms={settings.max_queue_wait_ms}")
         try:
-            forwarded = [(k, v) for k, v in headers if k not in _DROP and k != b"x-request-id"]
-            forwarded.append((b"x-request-id", req.request_id))
             tried: set[str] = set()
             while True:
                 instance = _pick(req.deployment, deployment, tried)
@@ -165,8 +164,8 @@ class DataPlane:
         finally:
             gate.release()
 
-    async def _mirror(self, deployment: DeploymentRuntime, name: str, live: _Request, method: str, target: str,
-                      headers: Headers) -> None:
+    async def _mirror(self, deployment: DeploymentRuntime, name: str, forwarded: Headers, live: _Request,
+                      method: str, target: str) -> None:
         """The copy runs in the live request's own task, after its response is complete: the server has
         already moved on to the caller's next request, and no task per copy is made."""
         if self.mirrors_in_flight >= MAX_MIRRORS_IN_FLIGHT:
@@ -180,7 +179,7 @@ class DataPlane:
         status, payload = 0, b""
         self.mirrors_in_flight += 1
         try:
-            response = await self._forward(deployment, req, method, target, headers)
+            response = await self._forward(deployment, req, method, target, forwarded)
             status, payload = response.status, response.body
         except HTTPError as exc:
             status = exc.status
@@ -282,6 +281,13 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
         if k == name:
             return v
     return None
+
+
+def _forwarded(headers: Headers, request_id: bytes) -> Headers:
+    """What an instance is sent: the caller's headers but the hop-by-hop ones and the secret, and our id."""
+    forwarded = [(k, v) for k, v in headers if k not in _DROP and k != b"x-request-id"]
+    forwarded.append((b"x-request-id", request_id))
+    return forwarded
 
 
 def _request_id(headers: Headers) -> bytes:

@@ -25,6 +25,7 @@ from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
 
 INLINE_BUDGET = 0.0005  # s: a model slower than this on average leaves the event loop for a thread
 _WEIGHT = 0.2  # of the newest call in the running average
+SAMPLE = 8  # inline, one call in SAMPLE is timed
 
 
 class DirectClient:
@@ -34,6 +35,7 @@ class DirectClient:
     def __init__(self, worker: Worker, threads: int) -> None:
         self.worker = worker
         self.average: float | None = None  # s per call, None until the first one
+        self._calls = 0
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"model-{worker.name}")
 
     async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = (),
@@ -43,9 +45,14 @@ class DirectClient:
         if method != "POST":  # health, swagger, metadata: no model call
             status, ctype, payload, extra = self.worker.handle(method, path, body)
         else:
-            json_length = next((v for k, v in headers if k == b"inference-header-content-length"), None)
+            json_length = None
+            if path.startswith("/v2"):  # Triton's binary extension
+                json_length = next((v for k, v in headers if k == b"inference-header-content-length"), None)
             if self.inline:
-                status, ctype, payload, extra = self._timed(method, path, body, json_length)
+                # Timed one call in SAMPLE: reading the CPU clock twice costs a tenth of a cheap model's call.
+                self._calls += 1
+                call = self._timed if self._calls % SAMPLE == 0 else self.worker.handle
+                status, ctype, payload, extra = call(method, path, body, json_length)
             else:
                 call = asyncio.get_running_loop().run_in_executor(self._pool, self._timed, method, path, body,
                                                                   json_length)

@@ -101,6 +101,7 @@ class InProcessInstance:
         name, version = plan.model_name or plan.deployment, plan.model_version or "1"
         try:
             model = await asyncio.to_thread(OnnxModel, find_onnx_file(Path(plan.model_dir)))
+            await asyncio.to_thread(model.warm_up)  # so the first call timed is a representative one
         except Exception as exc:
             self._say("stderr", f"cannot load the model: {type(exc).__name__}: {exc}")
             self._exit.set_result(3)

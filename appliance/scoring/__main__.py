@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"scoring script {script.path} initialised", file=sys.stderr, flush=True)
         elif model_dir:
             model = OnnxModel(find_onnx_file(Path(model_dir)))
+            model.warm_up()
             worker = Worker(name, version, model=model)
             print(f"model {name}:{version} loaded from {model.path} on {model.provider}", file=sys.stderr,
                   flush=True)

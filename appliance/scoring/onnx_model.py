@@ -3,6 +3,7 @@ inputs (dtypes and shapes from the model's own signature) with errors a user can
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,16 @@ class OnnxModel:
 
     def signature(self) -> dict[str, Any]:
         return {"inputs": [i.to_json() for i in self.inputs], "outputs": [o.to_json() for o in self.outputs]}
+
+    def warm_up(self) -> None:
+        """One run on zeros (free dimensions as 1), so the first request doesn't pay onnxruntime's
+        first-run setup. A model that refuses zeros is simply not warmed."""
+        if any(i.dtype is None for i in self.inputs):
+            return
+        feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], dtype=i.dtype)
+                 for i in self.inputs}
+        with contextlib.suppress(Exception):  # best effort
+            self.session.run(None, feeds)
 
     # -- Azure-style JSON ------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ def test_no_code_onnx_runs_inside_the_daemon(daemon: Daemon, iris_project: Path)
     assert float(response.headers["x-ms-run-fn-exec-ms"]) > 0
     refused = daemon.score("my-ep", {"data": [[1, 2]]})  # the model's own 400, not a 424
     assert refused.status_code == 400 and "features" in refused.json()["message"]
+    # Timed once, a model this cheap is called on the event loop from then on.
+    [instance] = json.loads(daemon.cli("deployment", "show", "my-ep", "blue", "-o", "json").stdout)["instances"]
+    assert instance["calls"] == "inline" and 0 < instance["model_ms"] < 0.5
 
     # Asked for, a child process serves it instead, replacing the in-process instance.
     blue = iris_project / "blue.yml"
@@ -100,3 +103,5 @@ def test_a_heavy_model_does_not_stall_other_endpoints(daemon: Daemon, iris_proje
     assert heavy.is_alive(), "the light request waited for the heavy one"
     heavy.join(60)
     assert answers == [200]
+    [instance] = json.loads(daemon.cli("deployment", "show", "slow-ep", "heavy", "-o", "json").stdout)["instances"]
+    assert instance["calls"] == "threads" and instance["model_ms"] > 0.5

@@ -5,7 +5,7 @@
 Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and judges):
   a         azmlinfsrv 1.5.1 with a score.py over the ONNX model (Azure's own inference server)
   b         the appliance, the same model as a no-code ONNX deployment, through the full router:
-            key auth, blue/green at 90/10, request log on
+            key auth, blue/green at 90/10, request log on (the default runtime: `inprocess`)
   b-nolog   (b) on a daemon started with --no-request-log
   b-mirror  (b) with 50% of live traffic mirrored to a third deployment (0% live)
   c         the appliance with the same score.py (its own endpoint, key auth, request log on)
@@ -94,7 +94,8 @@ class Bench:
         self.console = console
         self.pin = Pinning.choose(args.pin)
         self.runs: dict[str, list[dict[str, Any]]] = {}
-        self.ab: dict[str, dict[str, list[float]]] = {}
+        self.ab: dict[str, dict[str, list[float]]] = {}  # name → arm → req/s of each run
+        self.ab_cpu: dict[str, dict[str, list[float]]] = {}  # name → arm → server µs CPU per request
         self.round = 1
         self.work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="appliance-bench-"))
         self.work.mkdir(parents=True, exist_ok=True)
@@ -215,6 +216,7 @@ class Bench:
         """Short c16 runs of each arm in turn (ABBAAB...), for costs that drift would otherwise swamp."""
         seconds = max(3.0, self.args.duration / 2)
         results = self.ab.setdefault(name, {arm: [] for arm in arms})
+        cpu = self.ab_cpu.setdefault(name, {arm: [] for arm in arms})
         order = list(arms)
         for i in range(self.args.ab_pairs):
             for arm in order if i % 2 == 0 else order[::-1]:
@@ -223,10 +225,14 @@ class Bench:
                     prepare()
                 script = wrk_script(target, self.work)
                 run_wrk(self.wrk, target, script, self.args.connections, 1, self.pin)
-                r = run_wrk(self.wrk, target, script, self.args.connections, seconds, self.pin)
+                with Noise(_processes(target)) as noise:
+                    r = run_wrk(self.wrk, target, script, self.args.connections, seconds, self.pin)
                 results[arm].append(r["requests_per_s"])
+                # CPU per request: the same cost seen without the machine's drift in throughput
+                cpu[arm].append(sum(noise.server_cpu.values()) * 1e6 / max(r["ok"], 1))
         self.log(f"    A/B {name}: " + "; ".join(f"{arm} {statistics.median(v):,.0f} req/s "
-                                                  f"({', '.join(f'{x:,.0f}' for x in v)})"
+                                                  f"({', '.join(f'{x:,.0f}' for x in v)}), "
+                                                  f"{statistics.median(cpu[arm]):.0f} µs CPU/request"
                                                   for arm, v in results.items()))
 
     # -- profiling (optional) ---------------------------------------------------------------------
@@ -351,7 +357,8 @@ class Bench:
             "hot_reload": reload,
             "profiles": self.profiles or None,
             "alternated": self.ab or None,
-            "targets": report.targets(scenarios, apply, reload, self.ab),
+            "alternated_cpu_us_per_request": self.ab_cpu or None,
+            "targets": report.targets(scenarios, apply, reload, self.ab, self.ab_cpu),
         }
 
 

@@ -71,7 +71,8 @@ def _target(name: str, wanted: str, measured: str, ok: bool | None, note: str = 
 
 
 def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
-            reload: dict[str, Any] | None, alternated: dict[str, dict[str, list[float]]] | None = None
+            reload: dict[str, Any] | None, alternated: dict[str, dict[str, list[float]]] | None = None,
+            alternated_cpu: dict[str, dict[str, list[float]]] | None = None
             ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     a, b = scenarios.get("a"), scenarios.get("b")
@@ -102,8 +103,13 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
         if runs and runs.get("on") and runs.get("off"):
             on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
             cost = 1 - on / off
+            note = f"medians of {len(runs['on'])} alternated c16 runs per arm"
+            cpu = (alternated_cpu or {}).get(key)
+            if cpu and cpu.get("on") and cpu.get("off"):
+                con, coff = statistics.median(cpu["on"]), statistics.median(cpu["off"])
+                note += f"; server CPU {con:.0f} vs {coff:.0f} µs/request ({con / coff - 1:+.1%})"
             out.append(_target(name, wanted, f"{cost:.1%} ({on:,.0f} with vs {off:,.0f} req/s without)",
-                               cost <= limit, f"medians of {len(runs['on'])} alternated c16 runs per arm"))
+                               cost <= limit, note))
             continue
         scenario = "b-mirror" if key == "mirror" else "b-nolog"
         if rps.get(scenario) and rps.get("b"):

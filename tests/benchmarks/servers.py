@@ -3,7 +3,8 @@ write the score.py and the YAML, start each server on a free 127.0.0.1 port, sto
 started) again.
 
 (a) azmlinfsrv 1.5.1 + score.py       in a scratch venv cached under ~/.cache/appliance-bench
-(b) the appliance, no-code ONNX       `appliance up`: key auth, blue/green at 90/10, request log on
+(b) the appliance, no-code ONNX       `appliance up`: key auth, blue/green at 90/10, request log on;
+                                      the default runtime, so the model is served inside the daemon
 (c) the appliance, the same score.py  the same daemon, an endpoint of its own
 (d) one appliance worker, no router   `python -m appliance.scoring --port P`
 (e) the floor                          floor_app.py: uvicorn + httptools + onnxruntime, nothing else

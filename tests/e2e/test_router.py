@@ -143,13 +143,17 @@ def test_mirroring_never_touches_the_live_answer(daemon: Daemon, blue_green: Pat
     key = daemon.key("my-ep")
     baseline = daemon.score("my-ep", {"data": ROWS}, key=key).json()
 
+    # One keep-alive connection, as load generators use: a copy still running after its live answer
+    # never holds up the caller's next request on that connection.
+    client = httpx.Client(base_url=daemon.url, headers={"authorization": f"Bearer {key}"}, timeout=30)
     for mirror in ("slow=50", "broken=50"):
         daemon.cli("endpoint", "update", "my-ep", "--traffic", "blue=100,green=0", "--mirror-traffic", mirror)
         for _ in range(30):
-            r = daemon.score("my-ep", {"data": ROWS}, key=key)
+            r = client.post("/endpoints/my-ep/score", json={"data": ROWS})
             assert r.status_code == 200 and r.json() == baseline
             assert r.headers["azureml-model-deployment"] == "blue"
             assert r.elapsed.total_seconds() < 1.0  # the mirror sleeps 2 s: its delay never reaches here
+    client.close()
     # Pinned requests are never mirrored.
     for i in range(20):
         daemon.score("my-ep", {"data": ROWS}, key=key, **{"azureml-model-deployment": "green",

@@ -1,11 +1,12 @@
 """One `inprocess` instance: a no-code ONNX model served inside the daemon, so the router's forward
 is a function call instead of a second HTTP hop (the benchmark harness measures the difference).
 
-Only no-code ONNX runs here: the same `Worker` a child process would run, with no user code, so a
-crash or a slow import can't take the daemon down. A model that is cheap (most tabular models run in
-tens of µs) is called on the event loop, since a thread hop would cost more than the model; one that
-is slower on average than `INLINE_BUDGET` runs on a thread pool of `max_concurrent_requests_per_instance`
-threads instead (onnxruntime releases the GIL), so one heavy model can't stall every other endpoint.
+Only no-code ONNX runs here: the same `Worker` a child process would run, and none of the user's code
+or packages (a native crash in onnxruntime would still take the daemon with it: `runtime: process`
+is the isolated choice). A model that is cheap (most tabular models take tens of µs) is called on
+the event loop, since a thread hop would cost more than the model; one whose average CPU time per
+call is over `INLINE_BUDGET` runs on a pool of `max_concurrent_requests_per_instance` threads
+instead (onnxruntime releases the GIL), so one heavy model can't stall every other endpoint.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
   e         a minimal raw ASGI app (uvicorn + httptools) calling onnxruntime: the practical floor
 Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
 share of its own c16 throughput (openloop.py: latency from the scheduled send time). The request-log
-and mirror costs are also measured by alternating short c16 runs of both arms (both daemons up), so
-that drift on a shared machine hits both alike. Then the time from `appliance apply` to the first
-200, and a hot reload when `appliance up --watch` exists. Each server runs alone: the previous one is
+and mirror costs are also measured by alternating short c16 runs of both arms, so that drift on a
+shared machine hits both alike (the request log's on a fresh pair of daemons for each pair of runs).
+Then the time from `appliance apply` to the first 200, and a hot reload when `appliance up --watch`
+exists. Each server runs alone: the previous one is
 stopped before the next starts. CPU used meanwhile by processes outside the benchmark is reported
 ("other load"), so a disturbed run shows as one.
 
@@ -193,11 +194,10 @@ class Bench:
                            exe=self.args.appliance).start()
             stack.callback(quiet.stop)
             quiet.cli("apply", *[x for f in files[:4] for x in ("-f", f)], cwd=project.root)
-            unlogged = quiet.target("b-nolog", ENDPOINT)
-            self.measure("b-nolog", unlogged)
-            if self.wanted("b"):  # both daemons up: alternate them, so drift hits both alike
-                self.alternate("request_log", {"on": (None, live), "off": (None, unlogged)})
+            self.measure("b-nolog", quiet.target("b-nolog", ENDPOINT))
             quiet.stop()
+            if self.wanted("b"):
+                self.alternate_daemons("request_log", project, files[:4])
 
         def mirror(percent: int) -> Callable[[], None]:
             return lambda: daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic", f"shadow={percent}")
@@ -212,24 +212,46 @@ class Bench:
             self.measure("c", daemon.target("c", "bench-script"))
         daemon.stop()
 
-    def alternate(self, name: str, arms: dict[str, tuple[Callable[[], None] | None, Target]]) -> None:
-        """Short c16 runs of each arm in turn (ABBAAB...), for costs that drift would otherwise swamp."""
-        seconds = max(3.0, self.args.duration / 2)
-        results = self.ab.setdefault(name, {arm: [] for arm in arms})
-        cpu = self.ab_cpu.setdefault(name, {arm: [] for arm in arms})
-        order = list(arms)
+    def alternate(self, name: str, arms: dict[str, tuple[Callable[[], None], Target]]) -> None:
+        """Short c16 runs of each arm in turn (ABBAAB...) on one daemon, each arm set up by its callable:
+        for costs that drift would otherwise swamp."""
         for i in range(self.args.ab_pairs):
-            for arm in order if i % 2 == 0 else order[::-1]:
+            for arm in list(arms) if i % 2 == 0 else list(arms)[::-1]:
                 prepare, target = arms[arm]
-                if prepare:
-                    prepare()
-                script = wrk_script(target, self.work)
-                run_wrk(self.wrk, target, script, self.args.connections, 1, self.pin)
-                with Noise(_processes(target)) as noise:
-                    r = run_wrk(self.wrk, target, script, self.args.connections, seconds, self.pin)
-                results[arm].append(r["requests_per_s"])
-                # CPU per request: the same cost seen without the machine's drift in throughput
-                cpu[arm].append(sum(noise.server_cpu.values()) * 1e6 / max(r["ok"], 1))
+                prepare()
+                self._ab_run(name, arm, target)
+        self._ab_log(name)
+
+    def alternate_daemons(self, name: str, project: Project, files: list[str]) -> None:
+        """The request log's A/B: its arms are two daemons (`--no-request-log` is a start option), and two
+        processes differ by a few µs per request on their own (heap layout, address space), so each pair
+        of runs gets a fresh pair of daemons: that difference averages out instead of biasing every pair."""
+        for i in range(self.args.ab_pairs):
+            with contextlib.ExitStack() as stack:
+                arms: dict[str, Target] = {}
+                for arm in ("on", "off"):
+                    daemon = Daemon(f"ab{i}-log-{arm}", self.work, self.pin, request_log=arm == "on",
+                                    exe=self.args.appliance).start()
+                    stack.callback(daemon.stop)
+                    daemon.cli("apply", *[x for f in files for x in ("-f", f)], cwd=project.root)
+                    arms[arm] = daemon.target(f"b-log-{arm}", ENDPOINT)
+                for arm in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                    self._ab_run(name, arm, arms[arm])
+        self._ab_log(name)
+
+    def _ab_run(self, name: str, arm: str, target: Target) -> None:
+        """One short c16 run after a 1 s warm-up: its req/s, and the servers' CPU per request (the same
+        cost seen without the machine's drift in throughput)."""
+        script = wrk_script(target, self.work)
+        run_wrk(self.wrk, target, script, self.args.connections, 1, self.pin)
+        with Noise(_processes(target)) as noise:
+            r = run_wrk(self.wrk, target, script, self.args.connections, max(3.0, self.args.duration / 2), self.pin)
+        self.ab.setdefault(name, {}).setdefault(arm, []).append(r["requests_per_s"])
+        self.ab_cpu.setdefault(name, {}).setdefault(arm, []).append(
+            sum(noise.server_cpu.values()) * 1e6 / max(r["ok"], 1))
+
+    def _ab_log(self, name: str) -> None:
+        results, cpu = self.ab[name], self.ab_cpu[name]
         self.log(f"    A/B {name}: " + "; ".join(f"{arm} {statistics.median(v):,.0f} req/s "
                                                   f"({', '.join(f'{x:,.0f}' for x in v)}), "
                                                   f"{statistics.median(cpu[arm]):.0f} µs CPU/request"

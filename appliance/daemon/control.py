@@ -67,16 +67,14 @@ def wants_gpu(spec: OnlineDeploymentSpec) -> bool:
     return any("nvidia.com/gpu" in (resources.get(k) or {}) for k in ("requests", "limits"))
 
 
-def _check_inprocess(spec: OnlineDeploymentSpec, environment: EnvironmentRecord | None) -> None:
-    """`runtime: inprocess` serves a no-code ONNX model inside the daemon: nothing of the user's may run there."""
-    why = None
+def _not_inprocess(spec: OnlineDeploymentSpec, environment: EnvironmentRecord | None) -> str | None:
+    """Why this deployment can't be served inside the daemon, or None if it can: only a no-code ONNX
+    model runs there, nothing of the user's (code, packages, an image of its own)."""
     if spec.code_configuration is not None:
-        why = f"this deployment runs a scoring script ({spec.code_configuration.scoring_script})"
-    elif environment is not None and (environment.spec.inference_config or venv.requirements(environment.spec)):
-        why = f"its environment {environment.name}:{environment.version} installs packages or brings an image"
-    if why:
-        raise SpecError(f"runtime inprocess serves only no-code ONNX models inside the daemon, but {why}; "
-                        "allowed here: process or docker", field="runtime")
+        return f"this deployment runs a scoring script ({spec.code_configuration.scoring_script})"
+    if environment is not None and (environment.spec.inference_config or venv.requirements(environment.spec)):
+        return f"its environment {environment.name}:{environment.version} installs packages or brings an image"
+    return None
 
 
 def model_signature(path: Path) -> tuple[str, dict[str, Any] | None]:
@@ -290,8 +288,9 @@ class Control:
             what = f"model {model.name}:{model.version}" if model else "no model"
             raise SpecError(f"{what} is not an ONNX model, so this deployment needs a code_configuration "
                             "with a scoring_script", field="code_configuration")
-        if spec.runtime == "inprocess":
-            _check_inprocess(spec, environment)
+        if spec.runtime == "inprocess" and (why := _not_inprocess(spec, environment)):
+            raise SpecError(f"runtime inprocess serves only no-code ONNX models inside the daemon, but {why}; "
+                            "allowed here: process or docker", field="runtime")
         stored = msgspec.structs.replace(
             spec, model=model.ref if model else None, environment=environment.ref if environment else None)
         if existing is None or existing.spec != stored or existing.code_digest != code_digest:
@@ -429,9 +428,11 @@ class Control:
             model_dir = str(self.registry.artifacts.path(model.digest))
         reqs: list[str] = []
         routes, port = ("/score", "/", "/"), 8080
+        environment = None
         if isinstance(spec.environment, str):
             name, version = split_ref(spec.environment, "environment")
-            env = self.registry.get_environment(name, version).spec
+            environment = self.registry.get_environment(name, version)
+            env = environment.spec
             reqs = venv.requirements(env)
             if env.inference_config:  # bring-your-own container: its routes, its port
                 cfg = env.inference_config
@@ -441,10 +442,10 @@ class Control:
         if rec.code_digest and spec.code_configuration:
             code_dir = str(self.registry.artifacts.path(rec.code_digest) / self.registry.artifact_name(rec.code_digest))
             scoring_script = spec.code_configuration.scoring_script
-        # Unless told otherwise, a no-code ONNX model needing nothing installed is served by the daemon
-        # itself (no second hop); anything running a user's code or packages gets a process of its own.
-        no_code = scoring_script is None and not reqs and routes == ("/score", "/", "/")
-        runtime = spec.runtime or self.default_runtime or ("inprocess" if no_code else "process")
+        # Unless told otherwise, what can be served by the daemon itself is (no second hop); anything
+        # running a user's code or packages gets a process of its own.
+        runtime = spec.runtime or self.default_runtime or (
+            "process" if _not_inprocess(spec, environment) else "inprocess")
         return LaunchPlan(
             endpoint=spec.endpoint_name, deployment=spec.name, instance_count=spec.instance_count,
             model_name=model_name, model_version=model_version, model_dir=model_dir, code_dir=code_dir,

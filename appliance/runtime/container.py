@@ -131,7 +131,7 @@ class ContainerInstance:
         if not self.running:
             return False
         try:
-            response = await asyncio.wait_for(self.client.request("GET", self.plan.routes[2]), timeout)
+            response = await self.client.request("GET", self.plan.routes[2], timeout=timeout)
         except (OSError, TimeoutError):
             return False
         return response.status == 200

@@ -106,7 +106,7 @@ class ProcessInstance:
         if not self.running or not self.socket.exists():
             return False
         try:
-            response = await asyncio.wait_for(self.client.request("GET", "/"), timeout)
+            response = await self.client.request("GET", "/", timeout=timeout)
         except (OSError, TimeoutError):
             return False
         return response.status == 200

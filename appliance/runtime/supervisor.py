@@ -1,9 +1,9 @@
 """The supervisor: keeps each deployment's instances running, ready and replaced safely.
 
-An `Instance` owns one backend (a `Backend`: a child process, a container, or a model
-loaded in the daemon itself) and a lifecycle task: start, wait for
-readiness, watch liveness, restart with exponential backoff; a worker that keeps dying before it
-is ready is marked failed with the tail of its output instead of looping silently.
+An `Instance` owns one backend (a `Backend`: a child process, a container, or a model loaded in
+the daemon itself) and a lifecycle task: start, wait for readiness, watch liveness, restart with
+exponential backoff; a worker that keeps dying before it is ready is marked failed with the tail of
+its output instead of looping silently.
 A `DeploymentRuntime` keeps the `ready` list the router reads, and replaces instances one group at
 a time: the new ones are ready before the old ones are drained and stopped.
 """

@@ -118,8 +118,8 @@ class RequestLogStore:
     def mirror_report(self, endpoint: str, since_seconds: float) -> dict[str, Any]:
         """Mirrored answers of the last `since_seconds`, each against the live answer to the same request.
 
-        A mirrored row's partner is the live row of the same endpoint and `request_id` recorded just
-        before it (the router logs the live answer before it sends the copy; callers may reuse ids).
+        A mirrored row's partner is the live row of the same endpoint and `request_id` written just
+        before it (the writer puts a copy's row right after its live row; callers may reuse ids).
         Every figure is over the pairs found, except `mirrored` (all mirrored rows in the window) and
         `unpaired` (those without a live partner, e.g. outside the registry's history):
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import _pybind_state
 
 from appliance.scoring import providers
 
@@ -39,10 +41,20 @@ class TensorSig:
     name: str
     type: str  # ONNX type string, e.g. tensor(float) or seq(map(int64,tensor(float)))
     shape: list[int | str | None]
+    dtype: Any = field(init=False, repr=False)  # numpy's, None for types JSON can't carry
+    _fixed: Any = field(init=False, repr=False)  # picks the fixed dimensions out of a shape, or None
+    _sizes: Any = field(init=False, repr=False)  # what it picks out of this shape
 
-    @property
-    def dtype(self) -> Any:
-        return DTYPES[self.type][0] if self.type in DTYPES else None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", DTYPES[self.type][0] if self.type in DTYPES else None)
+        axes = [axis for axis, n in enumerate(self.shape) if isinstance(n, int)]
+        fixed = itemgetter(*axes) if axes else None
+        object.__setattr__(self, "_fixed", fixed)
+        object.__setattr__(self, "_sizes", fixed(self.shape) if fixed else None)
+
+    def fits(self, shape: tuple[int, ...]) -> bool:
+        """Same rank, and every fixed dimension the same (once a request, so no loop in Python)."""
+        return len(shape) == len(self.shape) and (self._fixed is None or self._fixed(shape) == self._sizes)
 
     @property
     def datatype(self) -> str:
@@ -87,6 +99,7 @@ class OnnxModel:
         self.inputs = [TensorSig(i.name, i.type, list(i.shape)) for i in self.session.get_inputs()]
         self.outputs = [TensorSig(o.name, o.type, list(o.shape)) for o in self.session.get_outputs()]
         self._input_by_name = {i.name: i for i in self.inputs}
+        self._output_names = [o.name for o in self.outputs]
 
     @property
     def provider(self) -> str:
@@ -103,7 +116,17 @@ class OnnxModel:
         feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], dtype=i.dtype)
                  for i in self.inputs}
         with contextlib.suppress(Exception):  # best effort
-            self.session.run(None, feeds)
+            self.run(feeds)
+
+    def run(self, feeds: dict[str, np.ndarray], names: list[str] | None = None) -> list[Any]:
+        """`InferenceSession.run` without its checks of every call, which cost about as much as a
+        small model's whole run: these feeds were checked against the signature already. The
+        binding is looked up each time, as the wrapper replaces it when it falls back to another
+        execution provider; a provider's failure goes through the wrapper, for that fallback."""
+        try:
+            return self.session._sess.run(names or self._output_names, feeds, None)
+        except _pybind_state.EPFail:
+            return self.session.run(names, feeds)
 
     # -- Azure-style JSON ------------------------------------------------------------------
 
@@ -144,24 +167,20 @@ class OnnxModel:
 
     @staticmethod
     def tensor(sig: TensorSig, value: Any) -> np.ndarray:
-        def refuse(why: str) -> BadInput:
-            return BadInput(f"input {sig.name!r} expects {sig.describe()}; got {why}")
-
         if sig.dtype is None:
-            raise refuse(f"a value, but this model input ({sig.type}) can't be sent as JSON")
+            raise _refuse(sig, f"a value, but this model input ({sig.type}) can't be sent as JSON")
         try:
             arr = np.asarray(value, dtype=sig.dtype) if sig.dtype is not np.object_ \
                 else np.asarray(value, dtype=str).astype(object)
         except (ValueError, TypeError):
-            raise refuse(_describe(value)) from None
-        if arr.ndim != len(sig.shape) or any(
-                isinstance(want, int) and want != got for want, got in zip(sig.shape, arr.shape, strict=False)):
-            raise refuse(f"{_describe(value)}")
+            raise _refuse(sig, _describe(value)) from None
+        if not sig.fits(arr.shape):
+            raise _refuse(sig, _describe(value))
         return arr
 
     def predict(self, payload: Any) -> Any:
         """Azure-style: one output → its values; several → {output name: values}."""
-        results = self.session.run(None, self.feeds(self.named_values(payload)))
+        results = self.run(self.feeds(self.named_values(payload)))
         encoded = [r.tolist() if isinstance(r, np.ndarray) else r for r in results]
         if len(encoded) == 1:
             return encoded[0]
@@ -202,13 +221,17 @@ class OnnxModel:
         for name in wanted:
             if name not in known:
                 raise BadInput(f"unknown output {name!r}; this model has: {', '.join(known)}")
-        results = self.session.run(wanted, self.feeds(values))
+        results = self.run(self.feeds(values), wanted)
         out = []
         for name, r in zip(wanted, results, strict=True):
             arr = np.asarray(r)
             out.append({"name": name, "datatype": known[name].datatype, "shape": list(arr.shape),
                         "data": arr.ravel().tolist()})
         return out
+
+
+def _refuse(sig: TensorSig, got: str) -> BadInput:
+    return BadInput(f"input {sig.name!r} expects {sig.describe()}; got {got}")
 
 
 def _describe(value: Any) -> str:

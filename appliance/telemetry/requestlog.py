@@ -1,9 +1,9 @@
 """The request-log writer: the data plane records events on the event loop; one thread writes them.
 
 `record` is an append to a deque (atomic in CPython, no lock), so the hot path never waits for the
-database. The thread wakes every `interval` seconds, or as soon as `batch` rows wait, and writes
-everything waiting, `batch` rows per statement (a statement costs milliseconds whatever its size, so
-fewer, larger ones are cheaper). On Linux the thread runs at a lower priority (`NICE`), with DuckDB's
+database. The thread wakes every `interval` seconds, or as soon as `batch` events wait, and writes
+everything waiting, `batch` events per statement (a statement costs milliseconds whatever its size,
+so fewer, larger ones are cheaper). On Linux the thread runs at a lower priority (`NICE`), with DuckDB's
 checkpoints in it: when serving and logging want the same core, serving comes first, and the log
 still gets enough of the core to keep up (the benchmark harness measures what it costs).
 """
@@ -18,7 +18,7 @@ import time
 from collections import deque
 
 from appliance.registry.requestlog import RequestLogStore
-from appliance.telemetry.events import RequestEvent
+from appliance.telemetry.events import RequestEvent, rows
 
 log = logging.getLogger("appliance.telemetry")
 
@@ -26,8 +26,9 @@ NICE = 10  # CFS weight 110 against 1024: about a tenth of a contended core, sev
 
 
 class RequestLog:
-    """Counters, in rows: `written`; `failed` (the store refused their batch; logged, never raised);
-    `dropped` (the oldest waiting rows, shed beyond `max_pending`, and rows recorded after `close`)."""
+    """Counters, in events (a mirrored request's event is two rows): `written`; `failed` (the store
+    refused their batch; logged, never raised); `dropped` (the oldest waiting events, shed beyond
+    `max_pending`, and events recorded after `close`)."""
 
     def __init__(self, store: RequestLogStore, batch: int = 20_000, interval: float = 1.0, *,
                  max_pending: int = 1_000_000) -> None:
@@ -121,17 +122,17 @@ class RequestLog:
             # Producers only ever grow the queue (a shed row comes with a new one), so `left` pops are safe.
             left = len(self._queue)
             while left:
-                rows = [self._queue.popleft() for _ in range(min(left, self.batch))]
-                left -= len(rows)
-                self._write(rows)
+                events = [self._queue.popleft() for _ in range(min(left, self.batch))]
+                left -= len(events)
+                self._write(events)
             for done in waiters:
                 done.set()
 
-    def _write(self, rows: list[RequestEvent]) -> None:
+    def _write(self, events: list[RequestEvent]) -> None:
         try:
-            self.store.insert(rows)
+            self.store.insert(rows(events))
         except Exception as exc:  # the log must never take the data plane down
-            self.failed += len(rows)
-            log.warning("request log: %d rows not written (%d so far): %s", len(rows), self.failed, exc)
+            self.failed += len(events)
+            log.warning("request log: %d events not written (%d so far): %s", len(events), self.failed, exc)
         else:
-            self.written += len(rows)
+            self.written += len(events)

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -188,7 +189,7 @@ def test_pinning_and_request_ids(daemon: Daemon, blue_green: Path) -> None:
     client_id = daemon.score("my-ep", {"data": ROWS}, key=key, **{"x-ms-client-request-id": "mine-1"})
     assert client_id.headers["x-request-id"] == "mine-1"
     fresh = {daemon.score("my-ep", {"data": ROWS}, key=key).headers["x-request-id"] for _ in range(3)}
-    assert len(fresh) == 3
+    assert len(fresh) == 3 and all(uuid.UUID(f).version == 4 and str(uuid.UUID(f)) == f for f in fresh)
     too_long = daemon.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "x" * 101})
     assert too_long.status_code == 431 and "100 characters" in too_long.json()["message"]
     head = httpx.head(f"{daemon.url}/endpoints/my-ep/score", headers={"authorization": f"Bearer {key}"},

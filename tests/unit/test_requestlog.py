@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,29 @@ def test_memory_is_bounded_by_dropping_the_oldest(store: RequestLogStore) -> Non
     assert writer.dropped == 5 and writer.pending == 10
     writer.flush()
     assert ids(store.tail("my-ep")) == [f"r{i}" for i in range(5, 15)]
+
+
+def test_a_mirrored_request_is_one_event_and_two_rows(store: RequestLogStore) -> None:
+    """The live row, then its copy's right after it, sharing time, id, endpoint, size in and key."""
+    writer = RequestLog(store)
+    live = event("m1", status=200, latency_ms=2.0)
+    writer.record((*live, zlib.crc32(b"same"), "green", "green-0", 200, 3.5, 4, zlib.crc32(b"same")))
+    writer.record((*event("m2"), zlib.crc32(b"live"), "green", "", 0, 30000.0, 0, zlib.crc32(b"")))
+    writer.record(event("plain"))
+    writer.flush()
+    assert writer.written == 3
+    rows = store.tail("my-ep")
+    assert [(r["request_id"], r["deployment"], r["instance"], r["mirrored"], r["status"]) for r in rows] == [
+        ("m1", "blue", "blue-0", False, 200), ("m1", "green", "green-0", True, 200),
+        ("m2", "blue", "blue-0", False, 200), ("m2", "green", "", True, 0),
+        ("plain", "blue", "blue-0", False, 200)]
+    first, copy = rows[0], rows[1]
+    assert (copy["at"], copy["bytes_in"], copy["key_id"]) == (first["at"], first["bytes_in"], first["key_id"])
+    assert (first["latency_ms"], copy["latency_ms"], copy["bytes_out"]) == (2.0, 3.5, 4)
+    assert first["body_digest"] == copy["body_digest"] == f"{zlib.crc32(b'same'):08x}"
+    assert rows[2]["body_digest"] != rows[3]["body_digest"] and rows[4]["body_digest"] == ""
+    report = store.mirror_report("my-ep", 600)
+    assert (report["pairs"], report["agreed"], report["mirror_errors"]) == (2, 1, 1)
 
 
 class BrokenStore:

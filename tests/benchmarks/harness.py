@@ -14,7 +14,7 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
 Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
 share of its own c16 throughput (openloop.py: latency from the scheduled send time). The request-log
 and mirror costs are also measured by alternating short c16 runs of both arms, so that drift on a
-shared machine hits both alike (the request log's on a fresh pair of daemons for each pair of runs).
+shared machine hits both alike, on fresh daemons for each pair of runs.
 Then the time from `appliance apply` to the first 200, and a hot reload when `appliance up --watch`
 exists. Each server runs alone: the previous one is
 stopped before the next starts. CPU used meanwhile by processes outside the benchmark is reported
@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -199,45 +198,44 @@ class Bench:
             if self.wanted("b"):
                 self.alternate_daemons("request_log", project, files[:4])
 
-        def mirror(percent: int) -> Callable[[], None]:
-            return lambda: daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic", f"shadow={percent}")
-
         if self.wanted("b-mirror"):
-            mirror(50)()
+            daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic", "shadow=50")
             self.measure("b-mirror", daemon.target("b-mirror", ENDPOINT))
+            daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic", "shadow=0")
             if self.wanted("b"):
-                self.alternate("mirror", {"off": (mirror(0), live), "on": (mirror(50), live)})
-            mirror(0)()
+                self.alternate_daemons("mirror", project, files[:4])
         if self.wanted("c"):
             self.measure("c", daemon.target("c", "bench-script"))
         daemon.stop()
 
-    def alternate(self, name: str, arms: dict[str, tuple[Callable[[], None], Target]]) -> None:
-        """Short c16 runs of each arm in turn (ABBAAB...) on one daemon, each arm set up by its callable:
-        for costs that drift would otherwise swamp."""
-        for i in range(self.args.ab_pairs):
-            for arm in list(arms) if i % 2 == 0 else list(arms)[::-1]:
-                prepare, target = arms[arm]
-                prepare()
-                self._ab_run(name, arm, target)
-        self._ab_log(name)
-
     def alternate_daemons(self, name: str, project: Project, files: list[str]) -> None:
-        """The request log's A/B: its arms are two daemons (`--no-request-log` is a start option), and two
-        processes differ by a few µs per request on their own (heap layout, address space), so each pair
-        of runs gets a fresh pair of daemons: that difference averages out instead of biasing every pair."""
+        """A/B runs of `name` ("request_log" or "mirror"), each pair on fresh daemons: two processes differ
+        by a few µs per request on their own (heap layout, address space), and what a mirrored copy costs
+        varied from one daemon to the next by twice what it varied within one. So no one process biases
+        every pair; the medians are over daemons. The request log's arms are two daemons (it is a start
+        option); the mirror's are one daemon, mirroring switched by `endpoint update` between the runs."""
         for i in range(self.args.ab_pairs):
             with contextlib.ExitStack() as stack:
-                arms: dict[str, Target] = {}
-                for arm in ("on", "off"):
-                    daemon = Daemon(f"ab{i}-log-{arm}", self.work, self.pin, request_log=arm == "on",
-                                    exe=self.args.appliance).start()
-                    stack.callback(daemon.stop)
-                    daemon.cli("apply", *[x for f in files for x in ("-f", f)], cwd=project.root)
-                    arms[arm] = daemon.target(f"b-log-{arm}", ENDPOINT)
+                if name == "mirror":
+                    both = self._ab_daemon(f"ab{i}-mirror", True, project, files, stack)
+                    arms = {"on": both, "off": both}
+                else:
+                    arms = {arm: self._ab_daemon(f"ab{i}-log-{arm}", arm == "on", project, files, stack)
+                            for arm in ("on", "off")}
                 for arm in ("on", "off") if i % 2 == 0 else ("off", "on"):
-                    self._ab_run(name, arm, arms[arm])
+                    daemon, target = arms[arm]
+                    if name == "mirror":
+                        daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic",
+                                   f"shadow={50 if arm == 'on' else 0}")
+                    self._ab_run(name, arm, target)
         self._ab_log(name)
+
+    def _ab_daemon(self, label: str, request_log: bool, project: Project, files: list[str],
+                   stack: contextlib.ExitStack) -> tuple[Daemon, Target]:
+        daemon = Daemon(label, self.work, self.pin, request_log=request_log, exe=self.args.appliance).start()
+        stack.callback(daemon.stop)
+        daemon.cli("apply", *[x for f in files for x in ("-f", f)], cwd=project.root)
+        return daemon, daemon.target(f"b-{label}", ENDPOINT)
 
     def _ab_run(self, name: str, arm: str, target: Target) -> None:
         """One short c16 run after a 1 s warm-up: its req/s, and the servers' CPU per request (the same

@@ -46,13 +46,23 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+ROW_GROUP_SIZE = 8192
+
+
 class Registry:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.artifacts = ArtifactStore(home / "artifacts")
         # One thread: DuckDB's own pool would run the request log's checkpoints at full priority,
         # beside the data plane; this way they run in the (lower-priority) writer thread that commits.
-        self._db = duckdb.connect(str(home / "appliance.duckdb"), config={"threads": 1})
+        self._db = duckdb.connect(config={"threads": 1})
+        # Row groups of ROW_GROUP_SIZE: a request-log batch larger than one is written to the file,
+        # compressed, as it is inserted, instead of into the WAL and again at the next checkpoint
+        # (measured: 15k-row batches cost 1.6 µs a row with DuckDB's 122,880, 1.2 with 8,192,
+        # and the 100-150 ms checkpoint every ~9 s at 15k rows/s was gone).
+        path = str(home / "appliance.duckdb").replace("'", "''")
+        self._db.execute(f"ATTACH '{path}' AS registry (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+        self._db.execute("USE registry")
         self._lock = threading.RLock()
         self._depth = 0
         self._migrate()
@@ -111,8 +121,10 @@ class Registry:
             self._db.execute(sql, params or [])
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection of its own for another thread (the request-log writer)."""
-        return self._db.cursor()
+        """A connection of its own for another thread (the request-log writer, a query)."""
+        cursor = self._db.cursor()
+        cursor.execute("USE registry")
+        return cursor
 
     def close(self) -> None:
         with self._lock:

@@ -13,12 +13,11 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
   e         a minimal raw ASGI app (uvicorn + httptools) calling onnxruntime: the practical floor
 Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
 share of its own c16 throughput (openloop.py: latency from the scheduled send time). The request-log
-and mirror costs are also measured by alternating short c16 runs of both arms, so that drift on a
-shared machine hits both alike, on fresh daemons for each pair of runs.
-Then the time from `appliance apply` to the first 200, and a hot reload when `appliance up --watch`
-exists. Each server runs alone: the previous one is
-stopped before the next starts. CPU used meanwhile by processes outside the benchmark is reported
-("other load"), so a disturbed run shows as one.
+and mirror costs are also measured by alternating short c16 runs of both arms, on fresh daemons for
+each pair of runs, so that drift on a shared machine hits both alike. Then the time from `appliance
+apply` to the first 200, and a hot reload when `appliance up --watch` exists. Each server runs alone:
+the previous one is stopped before the next starts. CPU used meanwhile by processes outside the
+benchmark is reported ("other load"), so a disturbed run shows as one.
 
 Pinning (--pin): split (default) puts the load generator on CPU 0 and every server process, workers
 included, on CPU 1; client pins only the load generator; none pins nothing.

@@ -13,10 +13,16 @@ class Gate:
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(self, limit: int, wait_seconds: float) -> bool:
+    def admit(self, limit: int) -> bool:
+        """A slot now, if one is free and nobody is queued for one: the common case, without the
+        cost of a coroutine."""
         if self.in_flight < limit and not self._waiters:
             self.in_flight += 1
             return True
+        return False
+
+    async def wait(self, wait_seconds: float) -> bool:
+        """Queue for a slot, first come first served, up to `wait_seconds` (after `admit` refused)."""
         if wait_seconds <= 0:
             return False
         waiter = asyncio.get_running_loop().create_future()

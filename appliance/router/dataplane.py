@@ -61,8 +61,8 @@ class _Request:
 
     __slots__ = ("at", "body", "deployment", "endpoint", "instance", "key_id", "request_id", "started")
 
-    def __init__(self, endpoint: str, request_id: bytes) -> None:
-        self.at = time.time()
+    def __init__(self, endpoint: str, request_id: bytes, at: float) -> None:
+        self.at = at
         self.started = time.perf_counter()
         self.endpoint = endpoint
         self.request_id = request_id
@@ -85,7 +85,7 @@ class DataPlane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, endpoint: str, rest: str) -> None:
         headers = scope["headers"]
-        req = _Request(endpoint, _request_id(headers))
+        req = _Request(endpoint, _request_id(headers), time.time())
         reply: Headers = [(b"x-request-id", req.request_id)]
         target = "/" + rest + _query(scope)
         v2 = rest.startswith("v2")
@@ -144,7 +144,7 @@ class DataPlane:
         if gate is None:
             gate = self._gates[deployment] = Gate()
         limit = settings.max_concurrent_requests_per_instance * deployment.plan.instance_count
-        if not await gate.acquire(limit, settings.max_queue_wait_ms / 1000):
+        if not gate.admit(limit) and not await gate.wait(settings.max_queue_wait_ms / 1000):
             raise HTTPError(429, f"deployment {req.deployment!r} is at its limit of {limit} concurrent requests "
                                  f"and none finished within max_queue_wait_ms={settings.max_queue_wait_ms}")
         try:
@@ -182,7 +182,7 @@ class DataPlane:
                             name, self.mirrors_dropped, MAX_MIRRORS_IN_FLIGHT)
             self._record(row)
             return
-        req = _Request(live.endpoint, live.request_id)
+        req = _Request(live.endpoint, live.request_id, live.at)
         req.deployment, req.body = name, live.body  # its row takes the rest from the live row
         status, payload = 0, b""
         self.mirrors_in_flight += 1

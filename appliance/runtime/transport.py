@@ -15,7 +15,7 @@ import httptools
 Headers = list[tuple[bytes, bytes]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
     status: int
     headers: Headers

@@ -160,10 +160,16 @@ class OnnxModel:
         return {self.inputs[0].name: value}
 
     def feeds(self, values: dict[str, Any]) -> dict[str, np.ndarray]:
-        missing = [i.name for i in self.inputs if i.name not in values]
-        if missing:
+        """Every input's tensor, from `values` (whose names are all the model's: unknown ones were
+        refused already). Loops, not comprehensions: this runs once a request, where a
+        comprehension's function call costs as much as checking the whole input."""
+        if len(values) != len(self.inputs):
+            missing = [i.name for i in self.inputs if i.name not in values]
             raise BadInput(f"missing input(s) {', '.join(map(repr, missing))}")
-        return {name: self.tensor(self._input_by_name[name], value) for name, value in values.items()}
+        by_name, tensor, feeds = self._input_by_name, self.tensor, {}
+        for name, value in values.items():
+            feeds[name] = tensor(by_name[name], value)
+        return feeds
 
     @staticmethod
     def tensor(sig: TensorSig, value: Any) -> np.ndarray:
@@ -181,10 +187,12 @@ class OnnxModel:
     def predict(self, payload: Any) -> Any:
         """Azure-style: one output → its values; several → {output name: values}."""
         results = self.run(self.feeds(self.named_values(payload)))
-        encoded = [r.tolist() if isinstance(r, np.ndarray) else r for r in results]
-        if len(encoded) == 1:
-            return encoded[0]
-        return {o.name: v for o, v in zip(self.outputs, encoded, strict=True)}
+        if len(results) == 1:
+            return _plain(results[0])
+        named = {}
+        for output, result in zip(self.outputs, results, strict=True):
+            named[output.name] = _plain(result)
+        return named
 
     # -- Open Inference Protocol -----------------------------------------------------------
 
@@ -228,6 +236,11 @@ class OnnxModel:
             out.append({"name": name, "datatype": known[name].datatype, "shape": list(arr.shape),
                         "data": arr.ravel().tolist()})
         return out
+
+
+def _plain(result: Any) -> Any:
+    """An output as JSON can carry it (a sequence or map output is a list or dict already)."""
+    return result.tolist() if isinstance(result, np.ndarray) else result
 
 
 def _refuse(sig: TensorSig, got: str) -> BadInput:

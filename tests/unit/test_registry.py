@@ -10,6 +10,7 @@ import pytest
 
 from appliance.registry import Registry
 from appliance.registry.records import ModelRecord
+from appliance.registry.requestlog import RequestLogStore
 from appliance.registry.store import migrations
 from appliance.specs import (
     NotFound,
@@ -91,6 +92,30 @@ def test_reopening_keeps_data_and_does_not_reapply(home: Path, model_dir: Path) 
     finally:
         again.close()
     assert migrations_applied(home) == applied
+
+
+def test_a_request_log_written_before_migration_3_keeps_its_rows_and_ids(home: Path) -> None:
+    """Migration 3 copies the request log into a table whose request ids are stored uncompressed."""
+    with duckdb.connect(str(home / "appliance.duckdb")) as db:  # a registry as version 2 left it
+        db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
+        for version, sql in migrations()[:2]:
+            db.execute(sql)
+            db.execute("INSERT INTO schema_migrations VALUES (?, current_timestamp::TIMESTAMP)", [version])
+        db.execute("INSERT INTO request_log (\"at\", request_id, endpoint, deployment, instance, mirrored, status, "
+                   "latency_ms, bytes_in, bytes_out, key_id, body_digest) SELECT TIMESTAMP '2026-01-01', "
+                   "'id-' || i, 'ep', 'blue', 'blue-1', false, 200, 1.5, 10, 20, 'primary', '' FROM range(3) t(i)")
+    reg = Registry(home)
+    try:
+        assert reg.schema_version == LATEST
+        RequestLogStore(reg).insert([(1.8e9, "id-3", "ep", "blue", "blue-1", False, 200, 1.0, 1, 2, "primary", "")])
+        reg._exec("CHECKPOINT")
+        assert reg._all("SELECT id, request_id FROM request_log ORDER BY id") == \
+            [(1, "id-0"), (2, "id-1"), (3, "id-2"), (4, "id-3")]
+        assert {c for c, in reg._all("SELECT DISTINCT compression FROM pragma_storage_info('request_log') "
+                                     "WHERE column_name = 'request_id' AND segment_type = 'VARCHAR'")} \
+            == {"Uncompressed"}
+    finally:
+        reg.close()
 
 
 # -- models ---------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ class Worker:
             return _json(500, {"message": f"the model failed: {type(exc).__name__}: {exc}"},
                          (b"x-ms-run-function-failed", b"True"))
         elapsed = f"{(time.perf_counter() - started) * 1000:.3f}".encode()
-        return 200, JSON, _encode(result), [(b"x-ms-run-fn-exec-ms", elapsed)]
+        return _json(200, result, (b"x-ms-run-fn-exec-ms", elapsed))
 
     # -- Open Inference Protocol (KServe V2) -----------------------------------------------
 

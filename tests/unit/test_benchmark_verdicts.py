@@ -1,0 +1,41 @@
+"""The benchmark harness's verdicts on the alternated costs: a median with an interval that decides."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import report
+
+
+def test_nine_values_give_the_second_to_the_eighth_at_96_percent() -> None:
+    low, high, coverage = report.median_interval([9, 1, 8, 2, 7, 3, 6, 4, 5])
+    assert (low, high) == (2, 8)
+    assert coverage == pytest.approx(1 - 2 * 10 / 512)
+
+
+def test_too_few_values_give_min_and_max_at_the_coverage_they_have() -> None:
+    assert report.median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0, 0.75)
+
+
+def _log_target(on: list[float], off: list[float]) -> dict:
+    rows = report.targets({}, None, None, alternated={"request_log": {"on": on, "off": off}})
+    return next(r for r in rows if r["target"].startswith("request log"))
+
+
+def test_a_cost_whose_whole_interval_is_under_the_limit_passes() -> None:
+    row = _log_target([97, 98, 99, 98, 97, 98, 99, 98, 98], [100] * 9)
+    assert row["result"] == "PASS"
+    assert row["measured"].startswith("2.0%")
+
+
+def test_a_cost_whose_whole_interval_is_over_the_limit_fails() -> None:
+    assert _log_target([90, 91, 92, 89, 90, 91, 92, 90, 90], [100] * 9)["result"] == "FAIL"
+
+
+def test_a_median_under_the_limit_with_an_interval_across_it_decides_nothing() -> None:
+    # Median cost 3%, but pairs from 0% to 12%: a machine this noisy cannot tell 3% from 8%.
+    row = _log_target([100, 88, 97, 99, 91, 97, 98, 94, 96], [100] * 9)
+    assert row["result"] == "UNDECIDED"
+    assert "more pairs" in row["note"]

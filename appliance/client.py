@@ -145,6 +145,12 @@ class Client:
             params["deployment"] = deployment
         return self._call("GET", f"/endpoints/{endpoint}/logs", params=params)
 
+    def request_log(self, enabled: bool | None = None) -> dict[str, Any]:
+        """The request log's state and counts; with `enabled`, switched first."""
+        if enabled is None:
+            return self._call("GET", "/request-log")
+        return self._call("PUT", "/request-log", json={"enabled": enabled})
+
     def metrics(self, endpoint: str, since: float = 300) -> list[dict[str, Any]]:
         return self._call("GET", f"/endpoints/{endpoint}/metrics", params={"since": since})
 

@@ -130,6 +130,17 @@ MODEL_COLUMNS = [("NAME", lambda m: m["name"]), ("VERSION", lambda m: m["version
                  ("CREATED", lambda m: m["created_at"])]
 
 
+@cli.command("request-log")
+@click.argument("switch", required=False, type=click.Choice(["on", "off"]))
+@output_option
+@click.pass_context
+def request_log(ctx: click.Context, switch: str | None, fmt: str) -> None:
+    """Whether the daemon logs requests, and how many it wrote, has waiting, dropped and failed to write.
+    `on` or `off` switches it until the daemon stops (`up --no-request-log` starts it off)."""
+    with reporting():
+        emit(client(ctx).request_log(None if switch is None else switch == "on"), fmt)
+
+
 @cli.group()
 def model() -> None:
     """Registered models."""

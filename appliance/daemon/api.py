@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, Response, delete, get, post
+from litestar import Litestar, Request, Response, delete, get, post, put
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Stream
@@ -23,6 +23,7 @@ from appliance.builder.run import BuildError
 from appliance.daemon import views
 from appliance.daemon.control import Control
 from appliance.registry.requestlog import RequestLogStore
+from appliance.router.dataplane import DataPlane
 from appliance.runtime import logs
 from appliance.specs import Document, ModelSpec, SpecError, parse
 from appliance.telemetry.requestlog import RequestLog
@@ -219,6 +220,32 @@ async def _request_log(request: Request[Any, Any, Any], endpoint: str) -> Reques
     return writer.store
 
 
+class RequestLogSwitch(Struct, forbid_unknown_fields=True):
+    enabled: bool
+
+
+def _request_log_status(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    writer: RequestLog = request.app.state.request_log
+    return {"enabled": request.app.state.dataplane.recorder is not None, "written": writer.written,
+            "waiting": writer.pending, "dropped": writer.dropped, "failed": writer.failed}
+
+
+@get("/request-log")
+async def request_log_status(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Whether requests are being logged, and the writer's counts (in requests) since the daemon started."""
+    return _request_log_status(request)
+
+
+@put("/request-log")
+async def switch_request_log(request: Request[Any, Any, Any], data: RequestLogSwitch) -> dict[str, Any]:
+    """Log requests from now on, or stop (for this daemon's life; `up --no-request-log` starts it off).
+    Switched off, the data plane records nothing; what it recorded before is still written."""
+    dataplane: DataPlane = request.app.state.dataplane
+    dataplane.recorder = request.app.state.request_log if data.enabled else None
+    log.info("request log switched %s", "on" if data.enabled else "off")
+    return _request_log_status(request)
+
+
 @get("/endpoints/{name:str}/logs")
 async def request_logs(request: Request[Any, Any, Any], name: str, since: float | None = None,
                        deployment: str | None = None, after_id: int = 0, limit: int = 200) -> list[dict[str, Any]]:
@@ -329,16 +356,16 @@ def _server_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[st
                                 "daemon log", "field": None, "request_id": request_id}, status_code=500)
 
 
-def create_app(control: Control, request_log: RequestLog, base_url: str, on_startup: list[Any],
-               on_shutdown: list[Any]) -> Litestar:
+def create_app(control: Control, request_log: RequestLog, dataplane: DataPlane, base_url: str,
+               on_startup: list[Any], on_shutdown: list[Any]) -> Litestar:
     from litestar import Router
 
     api = Router("/api/v1", route_handlers=[
         health, apply, apply_streamed, build_environment, package, list_models, show_model, create_model,
         list_environments, show_environment,
         list_endpoints, show_endpoint, delete_endpoint, credentials, update_traffic, regenerate_keys, get_token,
-        request_logs, metrics, mirror_report, list_deployments, show_deployment, update_deployment, deployment_logs,
-        delete_deployment, events])
+        request_log_status, switch_request_log, request_logs, metrics, mirror_report,
+        list_deployments, show_deployment, update_deployment, deployment_logs, delete_deployment, events])
     app = Litestar(
         route_handlers=[api], on_startup=on_startup, on_shutdown=on_shutdown,
         exception_handlers={SpecError: _spec_error, HTTPException: _http_error, Exception: _server_error},
@@ -347,5 +374,6 @@ def create_app(control: Control, request_log: RequestLog, base_url: str, on_star
         logging_config=None)
     app.state.control = control
     app.state.request_log = request_log
+    app.state.dataplane = dataplane
     app.state.base_url = base_url
     return app

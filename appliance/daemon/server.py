@@ -84,7 +84,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
         shutil.rmtree(run_dir, ignore_errors=True)
         log.info("stopped")
 
-    app = create_app(control, requests, base_url, [startup], [shutdown])
+    app = create_app(control, requests, dataplane, base_url, [startup], [shutdown])
     config = uvicorn.Config(Dispatcher(app, dataplane, token, host), host=host, port=port,
                             lifespan="on", http="httptools", loop="uvloop", access_log=False,
                             log_level="warning", timeout_graceful_shutdown=10, server_header=False,

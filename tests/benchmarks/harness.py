@@ -13,11 +13,11 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
   e         a minimal raw ASGI app (uvicorn + httptools) calling onnxruntime: the practical floor
 Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
 share of its own c16 throughput (openloop.py: latency from the scheduled send time). The request-log
-and mirror costs are also measured by alternating short c16 runs of both arms, on fresh daemons for
-each pair of runs, so that drift on a shared machine hits both alike. Then the time from `appliance
-apply` to the first 200, and a hot reload when `appliance up --watch` exists. Each server runs alone:
-the previous one is stopped before the next starts. CPU used meanwhile by processes outside the
-benchmark is reported ("other load"), so a disturbed run shows as one.
+and mirror costs are also measured by alternating short c16 runs of both arms, on a fresh daemon for
+each pair of runs, switched between them, so that drift on a shared machine hits both alike. Then the
+time from `appliance apply` to the first 200, and a hot reload when `appliance up --watch` exists.
+Each server runs alone: the previous one is stopped before the next starts. CPU used meanwhile by
+processes outside the benchmark is reported ("other load"), so a disturbed run shows as one.
 
 Pinning (--pin): split (default) puts the load generator on CPU 0 and every server process, workers
 included, on CPU 1; client pins only the load generator; none pins nothing.
@@ -195,43 +195,42 @@ class Bench:
             self.measure("b-nolog", quiet.target("b-nolog", ENDPOINT))
             quiet.stop()
             if self.wanted("b"):
-                self.alternate_daemons("request_log", project, files[:4])
+                self.alternate_arms("request_log", project, files[:4])
 
         if self.wanted("b-mirror"):
             daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic", "shadow=50")
             self.measure("b-mirror", daemon.target("b-mirror", ENDPOINT))
             daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic", "shadow=0")
             if self.wanted("b"):
-                self.alternate_daemons("mirror", project, files[:4])
+                self.alternate_arms("mirror", project, files[:4])
         if self.wanted("c"):
             self.measure("c", daemon.target("c", "bench-script"))
         daemon.stop()
 
-    def alternate_daemons(self, name: str, project: Project, files: list[str]) -> None:
-        """A/B runs of `name` ("request_log" or "mirror"), each pair on fresh daemons: two processes differ
-        by a few µs per request on their own (heap layout, address space), and what a mirrored copy costs
-        varied from one daemon to the next by twice what it varied within one. So no one process biases
-        every pair; the medians are over daemons. The request log's arms are two daemons (it is a start
-        option); the mirror's are one daemon, mirroring switched by `endpoint update` between the runs."""
+    def alternate_arms(self, name: str, project: Project, files: list[str]) -> None:
+        """A/B runs of `name` ("request_log" or "mirror"), each pair on a fresh daemon, the arms switched
+        on it between the runs (`appliance request-log on|off`; `endpoint update --mirror-traffic`). Two
+        processes differ by a few µs per request on their own (heap layout, address space): one process
+        per pair keeps that out of the pair's ratio, and a fresh one for each pair keeps any one process
+        from biasing every pair. A switched-off log first writes what it holds, so that no arm pays for
+        the other's rows."""
         for i in range(self.args.ab_pairs):
             with contextlib.ExitStack() as stack:
-                if name == "mirror":
-                    both = self._ab_daemon(f"ab{i}-mirror", True, project, files, stack)
-                    arms = {"on": both, "off": both}
-                else:
-                    arms = {arm: self._ab_daemon(f"ab{i}-log-{arm}", arm == "on", project, files, stack)
-                            for arm in ("on", "off")}
+                daemon, target = self._ab_daemon(f"ab{i}-{name}", project, files, stack)
                 for arm in ("on", "off") if i % 2 == 0 else ("off", "on"):
-                    daemon, target = arms[arm]
                     if name == "mirror":
                         daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic",
                                    f"shadow={50 if arm == 'on' else 0}")
+                    else:
+                        daemon.cli("request-log", arm)
+                        wait_until(lambda d=daemon: d.api("GET", "/request-log").json()["waiting"] == 0, 30,
+                                   "the request log to write what it holds")
                     self._ab_run(name, arm, target)
         self._ab_log(name)
 
-    def _ab_daemon(self, label: str, request_log: bool, project: Project, files: list[str],
+    def _ab_daemon(self, label: str, project: Project, files: list[str],
                    stack: contextlib.ExitStack) -> tuple[Daemon, Target]:
-        daemon = Daemon(label, self.work, self.pin, request_log=request_log, exe=self.args.appliance).start()
+        daemon = Daemon(label, self.work, self.pin, exe=self.args.appliance).start()
         stack.callback(daemon.stop)
         daemon.cli("apply", *[x for f in files for x in ("-f", f)], cwd=project.root)
         return daemon, daemon.target(f"b-{label}", ENDPOINT)

@@ -347,6 +347,45 @@ def test_request_log_metrics_and_shutdown(daemon: Daemon, blue_green: Path) -> N
     assert sum(r["status"] == 200 for r in rows) == 501  # 200 + the followed one + 300
 
 
+def _logged_ids(daemon: Daemon) -> set[str]:
+    return {r["request_id"] for r in daemon.api("GET", "/endpoints/my-ep/logs", params={"limit": 10_000}).json()}
+
+
+def test_the_request_log_switches_off_and_on_while_serving(daemon: Daemon, blue_green: Path) -> None:
+    key = daemon.key("my-ep")
+    assert json.loads(daemon.cli("request-log", "-o", "json").stdout)["enabled"] is True
+    assert daemon.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "logged-1"}).status_code == 200
+    assert json.loads(daemon.cli("request-log", "off", "-o", "json").stdout)["enabled"] is False
+    assert daemon.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "not-logged"}).status_code == 200
+    assert json.loads(daemon.cli("request-log", "on", "-o", "json").stdout)["enabled"] is True
+    assert daemon.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "logged-2"}).status_code == 200
+    ids = _logged_ids(daemon)
+    assert {"logged-1", "logged-2"} <= ids and "not-logged" not in ids
+    status = json.loads(daemon.cli("request-log", "-o", "json").stdout)
+    assert status["written"] >= 2 and (status["waiting"], status["dropped"], status["failed"]) == (0, 0, 0)
+    assert "enabled" in daemon.cli("request-log").stdout
+
+    # Bad input changes nothing and says what is allowed.
+    wrong = daemon.api("PUT", "/request-log", json={"enabled": "maybe"})
+    assert wrong.status_code == 400 and "enabled" in wrong.text
+    refused = daemon.cli("request-log", "maybe", check=False)
+    assert refused.returncode == 2 and "'on', 'off'" in refused.stderr
+    assert daemon.api("GET", "/request-log").json()["enabled"] is True
+
+    # `up --no-request-log` starts it off; it can still be switched on.
+    assert daemon.stop() == 0
+    quiet = Daemon(daemon.home, "--no-request-log").start()
+    try:
+        assert quiet.api("GET", "/request-log").json()["enabled"] is False
+        assert quiet.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "started-off"}).status_code == 200
+        assert quiet.api("PUT", "/request-log", json={"enabled": True}).json()["enabled"] is True
+        assert quiet.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "switched-on"}).status_code == 200
+        ids = _logged_ids(quiet)
+        assert "switched-on" in ids and "started-off" not in ids and "logged-2" in ids
+    finally:
+        assert quiet.stop() == 0
+
+
 def test_instances_share_load_and_a_dead_one_gets_nothing(daemon: Daemon, iris_project: Path) -> None:
     scoring_script(iris_project, "slow", SLOW.format(seconds=0.3))
     (iris_project / "slow.yml").write_text(deployment_yaml(

@@ -130,7 +130,8 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
             # more than the cost being judged, and an interval across the limit decides nothing.
             ratios = [on / off for on, off in zip(runs["on"], runs["off"], strict=False)]
             cost = 1 - statistics.median(ratios)
-            high, low, coverage = (1 - r for r in median_interval(ratios))
+            low_ratio, high_ratio, coverage = median_interval(ratios)
+            low, high = 1 - high_ratio, 1 - low_ratio
             on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
             note = (f"median of {len(ratios)} alternated pairs of c16 runs, {coverage:.0%} interval "
                     f"{low:.1%} to {high:.1%}")

@@ -28,6 +28,7 @@ def test_a_cost_whose_whole_interval_is_under_the_limit_passes() -> None:
     row = _log_target([97, 98, 99, 98, 97, 98, 99, 98, 98], [100] * 9)
     assert row["result"] == "PASS"
     assert row["measured"].startswith("2.0%")
+    assert "96% interval 1.0% to 3.0%" in row["note"]
 
 
 def test_a_cost_whose_whole_interval_is_over_the_limit_fails() -> None:

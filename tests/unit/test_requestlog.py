@@ -14,7 +14,7 @@ import pytest
 from conftest import wait_until
 
 from appliance.registry import Registry
-from appliance.registry.requestlog import COLUMNS, RequestLogStore
+from appliance.registry.requestlog import COLUMNS, SLICE, RequestLogStore
 from appliance.telemetry.events import FIELDS, RequestEvent
 from appliance.telemetry.requestlog import RequestLog
 
@@ -54,6 +54,15 @@ def test_insert_round_trips_every_field(store: RequestLogStore) -> None:
     assert row.pop("id") == 1
     assert str(row.pop("at")) == "2023-11-14 22:13:20.123456"  # UTC
     assert tuple(row.values()) == sent[1:]
+
+
+def test_a_batch_of_several_slices_keeps_every_row_in_order(store: RequestLogStore) -> None:
+    sent = [event(f"r{i}", latency_ms=float(i), status=200 + i % 3) for i in range(2 * SLICE + 5)]
+    store.insert(sent)
+    got = store.tail("my-ep", limit=10_000)
+    assert ids(got) == [f"r{i}" for i in range(len(sent))]
+    assert [r["id"] for r in got] == list(range(1, len(sent) + 1))
+    assert [(r["latency_ms"], r["status"]) for r in got] == [(e[7], e[6]) for e in sent]
 
 
 # -- the writer -----------------------------------------------------------------------------

@@ -34,9 +34,9 @@ def _ratio(value: float | None, base: float | None) -> str:
     return f"{value / base:.2f}×"
 
 
-def _paired_ratio(arms: dict[str, list[float]]) -> float:
-    """The median of on/off over pairs of runs made one after the other."""
-    return statistics.median(on / off for on, off in zip(arms["on"], arms["off"], strict=False))
+def _pair_ratios(arms: dict[str, list[float]]) -> list[float]:
+    """on/off of each pair of runs made one after the other."""
+    return [on / off for on, off in zip(arms["on"], arms["off"], strict=False)]
 
 
 def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -124,11 +124,11 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
                                      ("request_log", "request log: throughput cost", "≤ 5%", 0.05)):
         runs = alternated.get(key)
         if runs and runs.get("on") and runs.get("off"):
-            # The runs were made in pairs (one of each arm, back to back, on the same fresh daemons), so
+            # The runs were made in pairs (one of each arm, back to back, on the same fresh daemon), so
             # the cost is the median of the pairs' own ratios: drift between pairs cancels out. The
             # verdict is the interval's, not the median's: on a noisy machine a pair's ratio varies by
             # more than the cost being judged, and an interval across the limit decides nothing.
-            ratios = [on / off for on, off in zip(runs["on"], runs["off"], strict=False)]
+            ratios = _pair_ratios(runs)
             cost = 1 - statistics.median(ratios)
             low_ratio, high_ratio, coverage = median_interval(ratios)
             low, high = 1 - high_ratio, 1 - low_ratio
@@ -138,7 +138,8 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
             cpu = (alternated_cpu or {}).get(key)
             if cpu and cpu.get("on") and cpu.get("off"):
                 con, coff = statistics.median(cpu["on"]), statistics.median(cpu["off"])
-                note += f"; server CPU {con:.0f} vs {coff:.0f} µs/request ({_paired_ratio(cpu) - 1:+.1%} paired)"
+                paired = statistics.median(_pair_ratios(cpu)) - 1
+                note += f"; server CPU {con:.0f} vs {coff:.0f} µs/request ({paired:+.1%} paired)"
             verdict = "PASS" if high <= limit else "FAIL" if low > limit else "UNDECIDED"
             if verdict == "UNDECIDED":
                 note += "; the interval spans the limit: more pairs (--ab-pairs) or a quieter machine decide it"

@@ -31,9 +31,9 @@ _NAMES = ", ".join(f'"{c}"' for c in COLUMNS)
 #   con.appender(), `at` made a datetime in Python          3.6 µs/row
 #   INSERT ... SELECT from a dict of NumPy columns          1.6 µs/row  <- this one
 # The scan keeps the rows' order, so ids follow the order they were recorded in.
-SLICE = 1024
 _INSERT = (f"INSERT INTO request_log ({_NAMES}) SELECT make_timestamp((\"at\" * 1000000)::BIGINT), "
            + ", ".join(f'"{c}"' for c in COLUMNS[1:]) + " FROM request_log_batch")
+SLICE = 1024  # rows converted per hold of the GIL (see `insert`)
 
 
 def _cutoff(since_seconds: float) -> datetime:

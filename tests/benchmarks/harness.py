@@ -12,7 +12,8 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
   d         one appliance worker addressed directly over TCP, no router
   e         a minimal raw ASGI app (uvicorn + httptools) calling onnxruntime: the practical floor
 Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
-share of its own c16 throughput (openloop.py: latency from the scheduled send time). The request-log
+share of its own c16 throughput (openloop.py: latency from the scheduled send time); every server after
+(a) gets a second open-loop run at (a)'s rate, the same offered load for the tails. The request-log
 and mirror costs are also measured by alternating short c16 runs of both arms, on a fresh daemon for
 each pair of runs, switched between them, so that drift on a shared machine hits both alike. Then the
 time from `appliance apply` to the first 200, and a hot reload when `appliance up --watch` exists.
@@ -132,20 +133,30 @@ class Bench:
         rate = max(1.0, self.args.open_loop_fraction * c16["requests_per_s"])
         capped = rate > self.args.open_loop_max_rate
         rate = min(rate, self.args.open_loop_max_rate)
-        with Noise(procs) as noise:
-            ol = run_open_loop(target, rate, d, self.pin)
-        ol["other_load_cores"] = noise.other_cores
+        ol = self._open_loop(rate, target, procs, "(capped)" if capped else "")
         ol["capped"] = capped
-        ol["saturated"] = (ol["requests_per_s"] < 0.97 * rate or ol["errors"] > 0
-                           or (ol["send_lag_ms"]["p99"] or 0) > 10)
-        self.log(f"    open loop at {rate:,.0f}/s{' (capped)' if capped else ''}: p50 {ol['latency_ms']['p50']} ms, "
-                 f"p99 {ol['latency_ms']['p99']} ms, p99.9 {ol['latency_ms']['p99.9']} ms, errors {ol['errors']} "
-                 f"(send lag p99 {ol['send_lag_ms']['p99']} ms){' SATURATED' if ol['saturated'] else ''}")
         result = {"label": LABELS[key], "url": target.url, "pids": target.pids,
                   "cpu_us_per_request": {r: round(v, 1) for r, v in cpu.items()},
                   "wrk_c16": c16, "wrk_c1": c1, "open_loop": ol}
+        baseline = self.runs.get("a", [])
+        if key != "a" and len(baseline) == self.round:
+            # The same offered load as (a)'s own open-loop run: the tail a user load-testing at that rate
+            # sees, like for like (the run above is at a share of each server's own capacity).
+            result["open_loop_at_a"] = self._open_loop(baseline[-1]["open_loop"]["target_rate"], target, procs,
+                                                       "at (a)'s rate")
         self.runs.setdefault(key, []).append(result)
         return result
+
+    def _open_loop(self, rate: float, target: Target, procs: dict[str, psutil.Process], what: str) -> dict[str, Any]:
+        with Noise(procs) as noise:
+            ol = run_open_loop(target, rate, self.args.duration, self.pin)
+        ol["other_load_cores"] = noise.other_cores
+        ol["saturated"] = (ol["requests_per_s"] < 0.97 * rate or ol["errors"] > 0
+                           or (ol["send_lag_ms"]["p99"] or 0) > 10)
+        self.log(f"    open loop at {rate:,.0f}/s {what}: p50 {ol['latency_ms']['p50']} ms, "
+                 f"p99 {ol['latency_ms']['p99']} ms, p99.9 {ol['latency_ms']['p99.9']} ms, errors {ol['errors']} "
+                 f"(send lag p99 {ol['send_lag_ms']['p99']} ms){' SATURATED' if ol['saturated'] else ''}")
+        return ol
 
     # -- the servers ------------------------------------------------------------------------------
 
@@ -396,7 +407,9 @@ def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return statistics.median(numbers) if numbers else None
 
     merged = merge(runs)
-    for run in ("wrk_c16", "wrk_c1", "open_loop"):  # errors add up: one in any round counts
+    for run in report.RUNS:  # errors add up: one in any round counts
+        if run not in merged:
+            continue
         merged[run]["errors"] = sum(r[run]["errors"] for r in runs)
         kinds: dict[str, int] = {}
         for r in runs:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 BASELINE = "a"
+RUNS = ("wrk_c16", "wrk_c1", "open_loop", "open_loop_at_a")  # a scenario's runs; the last is not (a)'s
 
 
 def _get(run: dict[str, Any] | None, *path: str) -> Any:
@@ -56,7 +57,7 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
 
 
 def errors_of(scenario: dict[str, Any]) -> int:
-    return sum(int(_get(scenario, run, "errors") or 0) for run in ("wrk_c16", "wrk_c1", "open_loop"))
+    return sum(int(_get(scenario, run, "errors") or 0) for run in RUNS)
 
 
 def table(scenarios: dict[str, dict[str, Any]], connections: int) -> Table:
@@ -66,10 +67,11 @@ def table(scenarios: dict[str, dict[str, Any]], connections: int) -> Table:
     for col, justify in [("", "left"), ("scenario", "left"), (f"req/s c{connections}", "right"), ("× (a)", "right"),
                          ("p50", "right"), ("p99", "right"), ("p99 × (a)", "right"), ("c1 req/s", "right"),
                          ("c1 p50", "right"), ("c1 p99", "right"), ("open-loop rate", "right"), ("OL p50", "right"),
-                         ("OL p99", "right"), ("OL p99.9", "right"), ("errors", "right"), ("other load", "right")]:
+                         ("OL p99", "right"), ("OL p99.9", "right"), ("OL p99 at (a)'s rate", "right"),
+                         ("errors", "right"), ("other load", "right")]:
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for key, sc in scenarios.items():
-        c16, c1, ol = sc.get("wrk_c16"), sc.get("wrk_c1"), sc.get("open_loop")
+        c16, c1, ol, same = (sc.get(run) for run in RUNS)
         errors = errors_of(sc)
         t.add_row(
             key, sc.get("label", key),
@@ -82,9 +84,18 @@ def table(scenarios: dict[str, dict[str, Any]], connections: int) -> Table:
             f"{_get(ol, 'target_rate') or 0:,.0f}/s" + (" cap" if _get(ol, "capped") else "")
             + (" †" if _get(ol, "saturated") else ""), _ms(_get(ol, "latency_ms", "p50")),
             _ms(_get(ol, "latency_ms", "p99")), _ms(_get(ol, "latency_ms", "p99.9")),
+            _same_rate(same, base.get("open_loop") if key != BASELINE else None),
             f"[red]{errors}[/red]" if errors else "0",
-            f"{max(_get(r, 'other_load_cores') or 0 for r in (c16, c1, ol)):.2f} cores")
+            f"{max(_get(r, 'other_load_cores') or 0 for r in (c16, c1, ol, same)):.2f} cores")
     return t
+
+
+def _same_rate(run: dict[str, Any] | None, base: dict[str, Any] | None) -> str:
+    if run is None:
+        return "-"
+    p99 = _get(run, "latency_ms", "p99")
+    return (f"{_ms(p99)} ({_ratio(p99, _get(base, 'latency_ms', 'p99'))})"
+            + (" †" if _get(run, "saturated") else ""))
 
 
 def _target(name: str, wanted: str, measured: str, ok: bool | None, note: str = "",
@@ -108,10 +119,17 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
         if pa and pb:
             out.append(_target("(b) p99 vs (a), closed loop", "≤ 0.5×", f"{pb / pa:.2f}× ({_ms(pb)} vs {_ms(pa)}, "
                                "wrk c16)", pb / pa <= 0.5))
-        oa, ob = _get(a, "open_loop", "latency_ms", "p99"), _get(b, "open_loop", "latency_ms", "p99")
-        if oa and ob:
-            out.append(_target("(b) p99 vs (a), open loop", "≤ 0.5×", f"{ob / oa:.2f}× ({_ms(ob)} vs {_ms(oa)})",
-                               ob / oa <= 0.5, "each at its own share of its capacity: not the same rate"))
+        oa = _get(a, "open_loop", "latency_ms", "p99")
+        for run, name, note in (
+                ("open_loop_at_a", "(b) p99 vs (a), open loop at (a)'s rate",
+                 "the same offered load, like for like: the tail a user load-testing at that rate sees"),
+                ("open_loop", "(b) p99 vs (a), open loop at half of each's capacity",
+                 "not the same rate: (b) carries several times (a)'s load")):
+            ob = _get(b, run, "latency_ms", "p99")
+            if oa and ob:
+                rate = _get(b, run, "target_rate") or 0
+                out.append(_target(name, "≤ 0.5×", f"{ob / oa:.2f}× ({_ms(ob)} at {rate:,.0f}/s vs {_ms(oa)})",
+                                   ob / oa <= 0.5, note))
     d = scenarios.get("d")
     if b and d:
         pb, pd = _get(b, "wrk_c1", "latency_ms", "p50"), _get(d, "wrk_c1", "latency_ms", "p50")
@@ -202,7 +220,8 @@ def print_all(console: Console, doc: dict[str, Any]) -> None:
                   f"each (after a {doc['settings']['warmup_s']} s warm-up); open loop at "
                   f"{doc['settings']['open_loop_fraction']:.0%} of each server's c{doc['settings']['connections']} "
                   f"req/s (at most {doc['settings']['open_loop_max_rate']:,.0f}/s: 'cap'), latency from the scheduled "
-                  "send time; † = the server (or the generator) did not keep up with that rate. 'other load': CPU "
+                  "send time, and for the appliance and the others again at (a)'s rate (× (a)'s OL p99); "
+                  "† = the server (or the generator) did not keep up with that rate. 'other load': CPU "
                   "used meanwhile by processes outside this benchmark (the worst of the three runs); rows with more "
                   f"than ~0.1 cores are disturbed. Pinning: {doc['machine']['pinning']}.[/dim]")
     cpu = {k: v.get("cpu_us_per_request") for k, v in doc["scenarios"].items() if v.get("cpu_us_per_request")}

@@ -40,3 +40,32 @@ def test_a_median_under_the_limit_with_an_interval_across_it_decides_nothing() -
     row = _log_target([100, 88, 97, 99, 91, 97, 98, 94, 96], [100] * 9)
     assert row["result"] == "UNDECIDED"
     assert "more pairs" in row["note"]
+
+
+def _scenario(rps: float, p99_c16: float, ol_rate: float, ol_p99: float, at_a_p99: float | None = None) -> dict:
+    sc = {"label": "", "wrk_c16": {"requests_per_s": rps, "latency_ms": {"p50": 1.0, "p99": p99_c16}, "errors": 0},
+          "wrk_c1": {"requests_per_s": 1, "latency_ms": {"p50": 0.1, "p99": 0.2}, "errors": 0},
+          "open_loop": {"target_rate": ol_rate, "latency_ms": {"p50": 0.2, "p99": ol_p99, "p99.9": 2}, "errors": 0}}
+    if at_a_p99 is not None:
+        sc["open_loop_at_a"] = {"target_rate": 800, "latency_ms": {"p50": 0.1, "p99": at_a_p99, "p99.9": 1},
+                                "errors": 0}
+    return sc
+
+
+def test_the_open_loop_tails_are_judged_at_the_same_rate_and_at_each_servers_own_share() -> None:
+    scenarios = {"a": _scenario(1600, 14.0, 800, 1.2), "b": _scenario(8000, 4.7, 4000, 1.1, at_a_p99=0.3)}
+    rows = {r["target"]: r for r in report.targets(scenarios, None, None)}
+    same = rows["(b) p99 vs (a), open loop at (a)'s rate"]
+    assert same["result"] == "PASS" and same["measured"].startswith("0.25× (300 µs at 800/s vs 1.20 ms)")
+    own = rows["(b) p99 vs (a), open loop at half of each's capacity"]
+    assert own["result"] == "FAIL" and "4,000/s" in own["measured"]
+
+
+def test_the_table_shows_each_servers_tail_at_the_baselines_rate_against_the_baselines_own() -> None:
+    from rich.console import Console
+
+    scenarios = {"a": _scenario(1600, 14.0, 800, 1.2), "b": _scenario(8000, 4.7, 4000, 1.1, at_a_p99=0.3)}
+    console = Console(width=400, record=True)
+    console.print(report.table(scenarios, 16))
+    b_row = next(line for line in console.export_text().splitlines() if line.lstrip("│ ").startswith("b "))
+    assert "300 µs (0.25×)" in b_row

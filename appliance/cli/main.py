@@ -65,6 +65,8 @@ def cli(ctx: click.Context, home: str | None, url: str | None) -> None:
               help="Larger request bodies get 413 (Azure's managed endpoints stop at 1.5 MB).")
 @click.option("--request-log/--no-request-log", default=True, show_default=True,
               help="Record every request in the registry (endpoint logs, metrics, mirror-report).")
+@click.option("--request-log-retention", default="7d", show_default=True,
+              help="Delete logged requests older than this (30m, 12h, 7d), or keep them all: forever.")
 @click.option("--watch", is_flag=True, help="Hot reload: replace a deployment's instances when its code changes.")
 @click.option("--runtime", type=click.Choice(["process", "docker"]),
               help="Where deployments without a `runtime:` field run (default: no-code ONNX models inside the "
@@ -73,15 +75,17 @@ def cli(ctx: click.Context, home: str | None, url: str | None) -> None:
               help="Base of the environment images the docker runtime builds.")
 @click.pass_context
 def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless: bool, max_request_mb: float,
-       request_log: bool, watch: bool, runtime: str | None, base_image: str) -> None:
+       request_log: bool, request_log_retention: str, watch: bool, runtime: str | None, base_image: str) -> None:
     """Start the daemon: control API and data plane in one process; state survives restarts."""
     from appliance.daemon.server import serve
     from appliance.home import resolve
 
+    retention = None if request_log_retention == "forever" else duration(request_log_retention,
+                                                                          "--request-log-retention")
     if not headless and sys.stdout.isatty():
         output.note("the terminal UI is not part of this build yet; serving headless (Ctrl-C stops)")
     sys.exit(serve(resolve(home_dir or ctx.obj["home"]), host, port, int(max_request_mb * 1024 * 1024),
-                   request_log, watch, runtime, base_image))
+                   request_log, retention, watch, runtime, base_image))
 
 
 @cli.command()

@@ -227,12 +227,14 @@ class RequestLogSwitch(Struct, forbid_unknown_fields=True):
 def _request_log_status(request: Request[Any, Any, Any]) -> dict[str, Any]:
     writer: RequestLog = request.app.state.request_log
     return {"enabled": request.app.state.dataplane.recorder is not None, "written": writer.written,
-            "waiting": writer.pending, "dropped": writer.dropped, "failed": writer.failed}
+            "waiting": writer.pending, "dropped": writer.dropped, "failed": writer.failed,
+            "retention_s": writer.retention, "pruned": writer.pruned}
 
 
 @get("/request-log")
 async def request_log_status(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """Whether requests are being logged, and the writer's counts (in requests) since the daemon started."""
+    """Whether requests are being logged, the writer's counts (in requests) since the daemon started, its
+    retention (seconds; null keeps every row) and the rows it deleted for being older."""
     return _request_log_status(request)
 
 

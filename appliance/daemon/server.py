@@ -39,8 +39,8 @@ def _logging(home: Home) -> None:
 
 
 def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_bytes: int = 1_572_864,
-          request_log: bool = True, watch: bool = False, runtime: str | None = None,
-          base_image: str = images.DEFAULT_BASE) -> int:
+          request_log: bool = True, request_log_retention: float | None = None, watch: bool = False,
+          runtime: str | None = None, base_image: str = images.DEFAULT_BASE) -> int:
     home = Home(root)
     try:
         home.lock()
@@ -54,7 +54,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     supervisor = Supervisor(run_dir, home.logs, home=str(home.root))
     table = RoutingTable()
     control = Control(registry, supervisor, table, home.signing_key(), runtime, base_image)
-    requests = RequestLog(RequestLogStore(registry))
+    requests = RequestLog(RequestLogStore(registry), retention=request_log_retention)
     dataplane = DataPlane(table, requests if request_log else None, max_request_bytes)
     reload = HotReload(control, everything=watch)
     control.listeners.append(reload.sync)

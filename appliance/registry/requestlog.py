@@ -80,6 +80,13 @@ class RequestLogStore:
             finally:
                 self._writer.unregister("request_log_batch")
 
+    def prune(self, older_than_seconds: float) -> int:
+        """Delete the rows that arrived more than `older_than_seconds` ago; how many went."""
+        with self._write_lock:
+            (removed,), = self._writer.execute('DELETE FROM request_log WHERE "at" < ?',
+                                              [_cutoff(older_than_seconds)]).fetchall()
+        return int(removed)
+
     def _query(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         with self._registry.cursor() as cur:
             return cur.execute(sql, params).fetchall()

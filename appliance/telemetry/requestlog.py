@@ -3,9 +3,11 @@
 `record` is an append to a deque (atomic in CPython, no lock), so the hot path never waits for the
 database. The thread wakes every `interval` seconds, or as soon as `batch` events wait, and writes
 everything waiting, `batch` events per statement (a statement costs milliseconds whatever its size,
-so fewer, larger ones are cheaper). On Linux the thread runs at a lower priority (`NICE`), with DuckDB's
-checkpoints in it: when serving and logging want the same core, serving comes first, and the log
-still gets enough of the core to keep up (the benchmark harness measures what it costs).
+so fewer, larger ones are cheaper). With a retention, the same thread deletes older rows, at least
+every `PRUNE_EVERY` seconds (a restarted daemon's first pass comes a second after it starts). On Linux
+the thread runs at a lower priority (`NICE`), with DuckDB's checkpoints in it: when serving and logging
+want the same core, serving comes first, and the log still gets enough of the core to keep up (the
+benchmark harness measures what it costs).
 """
 
 from __future__ import annotations
@@ -23,19 +25,25 @@ from appliance.telemetry.events import RequestEvent, rows
 log = logging.getLogger("appliance.telemetry")
 
 NICE = 10  # CFS weight 110 against 1024: about a tenth of a contended core, several times what it needs
+PRUNE_EVERY = 60.0  # s; more often for a retention under 4 minutes, so rows never outlive it by much
 
 
 class RequestLog:
     """Counters, in events (a mirrored request's event is two rows): `written`; `failed` (the store
     refused their batch; logged, never raised); `dropped` (the oldest waiting events, shed beyond
-    `max_pending`, and events recorded after `close`)."""
+    `max_pending`, and events recorded after `close`). And `pruned`, in rows: those deleted for being
+    older than `retention` seconds (None keeps every row)."""
 
     def __init__(self, store: RequestLogStore, batch: int = 20_000, interval: float = 1.0, *,
-                 max_pending: int = 1_000_000) -> None:
+                 max_pending: int = 1_000_000, retention: float | None = None) -> None:
         self.store = store
         self.batch = batch
         self.interval = interval
         self.max_pending = max_pending
+        self.retention = retention
+        self.prune_every = min(PRUNE_EVERY, retention / 4) if retention else PRUNE_EVERY
+        self.pruned = 0
+        self._next_prune = 0.0  # time.monotonic(): the first pass prunes
         self.written = 0
         self.failed = 0
         self.dropped = 0
@@ -113,6 +121,15 @@ class RequestLog:
             self._drain()
             if stopping:
                 return
+            if self.retention is not None and time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + self.prune_every
+                self._prune(self.retention)
+
+    def _prune(self, retention: float) -> None:
+        try:
+            self.pruned += self.store.prune(retention)
+        except Exception as exc:  # like a failed write: said, never raised
+            log.warning("request log: rows older than %.0f s not deleted: %s", retention, exc)
 
     def _drain(self) -> None:
         """Write what waits now, then release the flush() calls made before it started."""

@@ -363,6 +363,7 @@ def test_the_request_log_switches_off_and_on_while_serving(daemon: Daemon, blue_
     assert {"logged-1", "logged-2"} <= ids and "not-logged" not in ids
     status = json.loads(daemon.cli("request-log", "-o", "json").stdout)
     assert status["written"] >= 2 and (status["waiting"], status["dropped"], status["failed"]) == (0, 0, 0)
+    assert (status["retention_s"], status["pruned"]) == (7 * 86400, 0)  # a week by default
     assert "enabled" in daemon.cli("request-log").stdout
 
     # Bad input changes nothing and says what is allowed.
@@ -374,9 +375,10 @@ def test_the_request_log_switches_off_and_on_while_serving(daemon: Daemon, blue_
 
     # `up --no-request-log` starts it off; it can still be switched on.
     assert daemon.stop() == 0
-    quiet = Daemon(daemon.home, "--no-request-log").start()
+    quiet = Daemon(daemon.home, "--no-request-log", "--request-log-retention", "forever").start()
     try:
-        assert quiet.api("GET", "/request-log").json()["enabled"] is False
+        assert quiet.api("GET", "/request-log").json() | {"written": 0} == {
+            "enabled": False, "written": 0, "waiting": 0, "dropped": 0, "failed": 0, "retention_s": None, "pruned": 0}
         assert quiet.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "started-off"}).status_code == 200
         assert quiet.api("PUT", "/request-log", json={"enabled": True}).json()["enabled"] is True
         assert quiet.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "switched-on"}).status_code == 200
@@ -384,6 +386,31 @@ def test_the_request_log_switches_off_and_on_while_serving(daemon: Daemon, blue_
         assert "switched-on" in ids and "started-off" not in ids and "logged-2" in ids
     finally:
         assert quiet.stop() == 0
+
+
+def test_logged_requests_older_than_the_retention_are_deleted(daemon: Daemon, blue_green: Path) -> None:
+    key = daemon.key("my-ep")
+    assert daemon.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "kept-a-week"}).status_code == 200
+    assert "kept-a-week" in _logged_ids(daemon)
+
+    # A bad retention is refused before anything starts, naming the option and what it takes.
+    assert daemon.stop() == 0
+    refused = subprocess.run([APPLIANCE, "up", "--headless", "--request-log-retention", "a while"], env=daemon.env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "--request-log-retention" in refused.stderr and "'a while' is not a duration" in refused.stderr
+
+    # Restarted with 3 s: the older rows (that one, and the fixture's 404) go once 3 s old, and so does a new one.
+    short = Daemon(daemon.home, "--request-log-retention", "3s").start()
+    try:
+        wait_until(lambda: _logged_ids(short) == set(), 15, "the older rows to be deleted")
+        assert short.api("GET", "/request-log").json()["pruned"] == 2
+        assert short.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "short-lived"}).status_code == 200
+        assert "short-lived" in _logged_ids(short)
+        wait_until(lambda: "short-lived" not in _logged_ids(short), 15, "the new row to outlive 3 s and go")
+        assert short.api("GET", "/request-log").json()["pruned"] == 3
+    finally:
+        assert short.stop() == 0
 
 
 def test_instances_share_load_and_a_dead_one_gets_nothing(daemon: Daemon, iris_project: Path) -> None:

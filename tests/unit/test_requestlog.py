@@ -115,6 +115,29 @@ def test_close_loses_nothing(store: RequestLogStore) -> None:
     assert writer.dropped == 1 and writer.pending == 0
 
 
+def test_prune_deletes_only_the_rows_older_than_the_retention(store: RequestLogStore) -> None:
+    store.insert([event("old", age=7200), event("recent", age=60), event("new")])
+    assert store.prune(3600) == 1
+    kept = store.tail("my-ep")
+    assert ids(kept) == ["recent", "new"] and [r["id"] for r in kept] == [2, 3]  # the rest untouched
+    assert store.prune(3600) == 0
+
+
+def test_the_writer_deletes_rows_past_their_retention_on_its_own(store: RequestLogStore) -> None:
+    store.insert([event("from-last-week", age=7 * 86400)])  # e.g. left by an earlier daemon
+    writer = RequestLog(store, interval=0.05, retention=2.0)
+    assert writer.prune_every == 0.5  # a short retention is kept to closely
+    writer.start()
+    try:
+        wait_until(lambda: writer.pruned == 1, 10, "the first pass to delete last week's row")
+        writer.record(event("fresh", age=1.0))
+        assert writer.flush(timeout=10) and ids(store.tail("my-ep")) == ["fresh"]
+        wait_until(lambda: store.tail("my-ep") == [], 10, "the fresh row to age past 2 s and go")
+        assert writer.pruned == 2 and writer.written == 1
+    finally:
+        writer.close()
+
+
 def test_memory_is_bounded_by_dropping_the_oldest(store: RequestLogStore) -> None:
     writer = RequestLog(store, max_pending=10)  # not started: flush() drains in the caller
     for i in range(15):

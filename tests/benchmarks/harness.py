@@ -133,7 +133,7 @@ class Bench:
         rate = max(1.0, self.args.open_loop_fraction * c16["requests_per_s"])
         capped = rate > self.args.open_loop_max_rate
         rate = min(rate, self.args.open_loop_max_rate)
-        ol = self._open_loop(rate, target, procs, "(capped)" if capped else "")
+        ol = self._open_loop(rate, target, procs, " (capped)" if capped else "")
         ol["capped"] = capped
         result = {"label": LABELS[key], "url": target.url, "pids": target.pids,
                   "cpu_us_per_request": {r: round(v, 1) for r, v in cpu.items()},
@@ -143,7 +143,7 @@ class Bench:
             # The same offered load as (a)'s own open-loop run: the tail a user load-testing at that rate
             # sees, like for like (the run above is at a share of each server's own capacity).
             result["open_loop_at_a"] = self._open_loop(baseline[-1]["open_loop"]["target_rate"], target, procs,
-                                                       "at (a)'s rate")
+                                                       " at (a)'s rate")
         self.runs.setdefault(key, []).append(result)
         return result
 
@@ -153,7 +153,7 @@ class Bench:
         ol["other_load_cores"] = noise.other_cores
         ol["saturated"] = (ol["requests_per_s"] < 0.97 * rate or ol["errors"] > 0
                            or (ol["send_lag_ms"]["p99"] or 0) > 10)
-        self.log(f"    open loop at {rate:,.0f}/s {what}: p50 {ol['latency_ms']['p50']} ms, "
+        self.log(f"    open loop at {rate:,.0f}/s{what}: p50 {ol['latency_ms']['p50']} ms, "
                  f"p99 {ol['latency_ms']['p99']} ms, p99.9 {ol['latency_ms']['p99.9']} ms, errors {ol['errors']} "
                  f"(send lag p99 {ol['send_lag_ms']['p99']} ms){' SATURATED' if ol['saturated'] else ''}")
         return ol

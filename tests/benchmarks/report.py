@@ -221,9 +221,9 @@ def print_all(console: Console, doc: dict[str, Any]) -> None:
                   f"{doc['settings']['open_loop_fraction']:.0%} of each server's c{doc['settings']['connections']} "
                   f"req/s (at most {doc['settings']['open_loop_max_rate']:,.0f}/s: 'cap'), latency from the scheduled "
                   "send time, and for the appliance and the others again at (a)'s rate (× (a)'s OL p99); "
-                  "† = the server (or the generator) did not keep up with that rate. 'other load': CPU "
-                  "used meanwhile by processes outside this benchmark (the worst of the three runs); rows with more "
-                  f"than ~0.1 cores are disturbed. Pinning: {doc['machine']['pinning']}.[/dim]")
+                  "† = the server (or the generator) did not keep up with that rate. 'other load': CPU used "
+                  "meanwhile by processes outside this benchmark (the worst of the scenario's runs); rows with "
+                  f"more than ~0.1 cores are disturbed. Pinning: {doc['machine']['pinning']}.[/dim]")
     cpu = {k: v.get("cpu_us_per_request") for k, v in doc["scenarios"].items() if v.get("cpu_us_per_request")}
     if cpu:
         console.print("[dim]server CPU per request during the c{} run (µs): {}[/dim]".format(

@@ -100,6 +100,9 @@ class OnnxModel:
         self.outputs = [TensorSig(o.name, o.type, list(o.shape)) for o in self.session.get_outputs()]
         self._input_by_name = {i.name: i for i in self.inputs}
         self._output_names = [o.name for o in self.outputs]
+        # Reused: without one, every call builds a default RunOptions, about a seventh of a small model's
+        # call (measured 1.0 µs of 7.4, onnxruntime 1.31). Run only reads it, so threads may share it.
+        self._run_options = ort.RunOptions()
 
     @property
     def provider(self) -> str:
@@ -124,9 +127,9 @@ class OnnxModel:
         binding is looked up each time, as the wrapper replaces it when it falls back to another
         execution provider; a provider's failure goes through the wrapper, for that fallback."""
         try:
-            return self.session._sess.run(names or self._output_names, feeds, None)
+            return self.session._sess.run(names or self._output_names, feeds, self._run_options)
         except _pybind_state.EPFail:
-            return self.session.run(names, feeds)
+            return self.session.run(names, feeds, self._run_options)
 
     # -- Azure-style JSON ------------------------------------------------------------------
 

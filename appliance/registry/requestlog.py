@@ -3,7 +3,9 @@
 
 Rows are plain tuples in `COLUMNS` order (`appliance.telemetry.events.FIELDS`; the
 registry does not import telemetry). `at` arrives as a float Unix time and is stored as a naive UTC
-TIMESTAMP, like every timestamp in the registry.
+TIMESTAMP, like every timestamp in the registry. Rows are stored in `request_rows`, their endpoint,
+deployment, instance and key as a number of `request_routes` (migration 4); queries read the
+`request_log` view, which has the rows' columns back.
 """
 
 from __future__ import annotations
@@ -20,19 +22,19 @@ from appliance.registry.store import Registry
 
 COLUMNS = ("at", "request_id", "endpoint", "deployment", "instance", "mirrored", "status", "latency_ms",
            "bytes_in", "bytes_out", "key_id", "body_digest")
-_KINDS = (np.float64, object, object, object, object, np.bool_, np.int64, np.float64, np.int64, np.int64,
-          object, object)
 _NAMES = ", ".join(f'"{c}"' for c in COLUMNS)
+RouteKey = tuple[str, str, str, str]  # endpoint, deployment, instance, key_id: a row of request_routes
 
 # Measured: 10,000-row batches into this table, file database, DuckDB 2.0, 2 cores, median of 5 runs:
 #   executemany                                            1234 µs/row (one run: 12 s)
 #   INSERT ... VALUES (?, ...), (?, ...), 1,000 rows each   199 µs/row (all 10,000 in one: 298)
 #   INSERT ... SELECT UNNEST(?::T[]), ..., a list a column  3.2 µs/row
 #   con.appender(), `at` made a datetime in Python          3.6 µs/row
-#   INSERT ... SELECT from a dict of NumPy columns          1.6 µs/row  <- this one
-# The scan keeps the rows' order, so ids follow the order they were recorded in.
-_INSERT = (f"INSERT INTO request_log ({_NAMES}) SELECT make_timestamp((\"at\" * 1000000)::BIGINT), "
-           + ", ".join(f'"{c}"' for c in COLUMNS[1:]) + " FROM request_log_batch")
+#   INSERT ... SELECT from a dict of NumPy columns          1.6 µs/row  <- this one (0.7 since migration 4)
+# The scan keeps the rows' order.
+_INSERT = ("INSERT INTO request_rows SELECT id, make_timestamp((\"at\" * 1000000)::BIGINT), request_id, route, "
+           "mirrored, status, latency_ms, bytes_in, bytes_out, body_digest::UINTEGER FROM request_log_batch")
+_BATCH = ("at", "request_id", "route", "mirrored", "status", "latency_ms", "bytes_in", "bytes_out", "body_digest")
 SLICE = 1024  # rows converted per hold of the GIL (see `insert`)
 
 
@@ -58,32 +60,66 @@ class RequestLogStore:
         self._registry = registry
         self._writer = registry.cursor()
         self._write_lock = threading.Lock()  # a DuckDB connection is not for two threads at once
+        self._routes: dict[RouteKey, int] = {  # numbered 1, 2, 3 ... by this store
+            (endpoint, deployment, instance, key_id): number for number, endpoint, deployment, instance, key_id
+            in self._writer.execute("SELECT * FROM request_routes").fetchall()}
+        (last,), = self._writer.execute("SELECT coalesce(max(id), 0) FROM request_rows").fetchall()
+        self._next_id = last + 1  # this store is the table's only writer: it numbers the rows
 
     def insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Append rows (tuples in `COLUMNS` order) in one statement: all or none."""
+        """Append rows (tuples in `COLUMNS` order; `body_digest` a CRC-32 or None) in one transaction:
+        all or none."""
         if not rows:
             return
         # Reading the rows' Python objects is the only part of a write that holds the GIL (DuckDB's insert
         # lets it go), so it is done SLICE rows at a time with the GIL let go in between: the event loop
         # waits about a millisecond for it at worst, not the whole batch's conversion (measured, 9,000
         # rows on one core: the event loop's longest wait 5.5 ms in one go, 1.0 ms in slices of 1,000).
+        routes = dict(self._routes)  # and those this batch adds, kept once it is written
         parts: list[list[np.ndarray]] = []
         for start in range(0, len(rows), SLICE):
-            columns = zip(*rows[start:start + SLICE], strict=True)
-            parts.append([np.array(values, dtype=kind) for values, kind in zip(columns, _KINDS, strict=True)])
+            (at, request_id, endpoint, deployment, instance, mirrored, status, latency_ms, bytes_in, bytes_out,
+             key_id, digest) = zip(*rows[start:start + SLICE], strict=True)
+            keys = list(zip(endpoint, deployment, instance, key_id, strict=True))
+            try:
+                route = np.fromiter(map(routes.__getitem__, keys), np.int32, len(keys))
+            except KeyError:  # a route not seen before: the next number
+                for key in keys:
+                    routes.setdefault(key, len(routes) + 1)
+                route = np.fromiter(map(routes.__getitem__, keys), np.int32, len(keys))
+            digests = np.array(digest, dtype=object)
+            missing = np.equal(digests, None)
+            values = np.zeros(len(keys), np.int64) if missing.all() else np.where(missing, 0, digests).astype(np.int64)
+            parts.append([np.array(at, np.float64), np.array(request_id, object), route, np.array(mirrored, np.bool_),
+                          np.array(status, np.int32), np.array(latency_ms, np.float64), np.array(bytes_in, np.int64),
+                          np.array(bytes_out, np.int64),
+                          np.ma.masked_array(values, mask=missing)])
             time.sleep(0)  # lets the GIL go to a thread waiting for it
-        batch = {name: np.concatenate([part[i] for part in parts]) for i, name in enumerate(COLUMNS)}
+        batch = {name: (np.ma.concatenate if name == "body_digest" else np.concatenate)([part[i] for part in parts])
+                 for i, name in enumerate(_BATCH)}
+        new_routes = [(number, *key) for key, number in routes.items() if key not in self._routes]
         with self._write_lock:
+            batch["id"] = np.arange(self._next_id, self._next_id + len(rows), dtype=np.int64)
             self._writer.register("request_log_batch", batch)
             try:
-                self._writer.execute(_INSERT)
+                self._writer.execute("BEGIN TRANSACTION")
+                try:
+                    if new_routes:
+                        self._writer.executemany("INSERT INTO request_routes VALUES (?, ?, ?, ?, ?)", new_routes)
+                    self._writer.execute(_INSERT)
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+                self._writer.execute("COMMIT")
             finally:
                 self._writer.unregister("request_log_batch")
+            self._routes = routes
+            self._next_id += len(rows)
 
     def prune(self, older_than_seconds: float) -> int:
         """Delete the rows that arrived more than `older_than_seconds` ago; how many went."""
         with self._write_lock:
-            (removed,), = self._writer.execute('DELETE FROM request_log WHERE "at" < ?',
+            (removed,), = self._writer.execute('DELETE FROM request_rows WHERE "at" < ?',
                                               [_cutoff(older_than_seconds)]).fetchall()
         return int(removed)
 

@@ -204,7 +204,7 @@ class DataPlane:
             return None
         return (req.at, req.request_id.decode(errors="replace"), req.endpoint, req.deployment, req.instance,
                 False, status, (time.perf_counter() - req.started) * 1000, len(req.body), len(payload),
-                req.key_id, "")
+                req.key_id, None)
 
     def _record(self, event: RequestEvent | None) -> None:
         if event is not None and self.recorder is not None:

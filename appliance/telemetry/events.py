@@ -7,8 +7,8 @@ atoms after its first collection, while it traverses every waiting NamedTuple ro
 A request whose copy was mirrored is recorded once, after the copy: its live row, then the
 `MIRROR_FIELDS` of the copy. The writer thread turns that event into the two rows (`rows`), so the
 event loop builds and queues one tuple a request, not two, and the copy's row shares the live
-row's time, id, endpoint, size in and key. Body digests travel as CRC-32 integers and become hex
-text in the writer: they only tell a pair of answers apart.
+row's time, id, endpoint, size in and key. A body digest is the CRC-32 of the body: it only tells a
+pair of answers apart.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ FIELDS = (
     "bytes_in",
     "bytes_out",
     "key_id",  # "primary", "secondary", "token" or "" — never the secret itself
-    "body_digest",  # short hash of the response body, "" unless the request was mirrored
+    "body_digest",  # CRC-32 of the response body, None unless the request was mirrored
 )
 MIRROR_FIELDS = ("live_crc", "deployment", "instance", "status", "latency_ms", "bytes_out", "crc")
-RequestRow = tuple[float, str, str, str, str, bool, int, float, int, int, str, str]
+RequestRow = tuple[float, str, str, str, str, bool, int, float, int, int, str, int | None]
 RequestEvent = tuple[Any, ...]
 """A `RequestRow`; or, for a mirrored request, its live row followed by the copy's `MIRROR_FIELDS`."""
 
@@ -48,7 +48,7 @@ def rows(events: Iterable[RequestEvent]) -> list[RequestRow]:
         at, request_id, endpoint, deployment, instance, _, status, latency, size_in, size_out, key, _ = e[:_WIDTH]
         live_crc, m_deployment, m_instance, m_status, m_latency, m_size_out, m_crc = e[_WIDTH:]
         out.append((at, request_id, endpoint, deployment, instance, False, status, latency, size_in, size_out,
-                    key, f"{live_crc:08x}"))
+                    key, live_crc))
         out.append((at, request_id, endpoint, m_deployment, m_instance, True, m_status, m_latency, size_in,
-                    m_size_out, key, f"{m_crc:08x}"))
+                    m_size_out, key, m_crc))
     return out

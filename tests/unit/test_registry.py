@@ -94,8 +94,9 @@ def test_reopening_keeps_data_and_does_not_reapply(home: Path, model_dir: Path) 
     assert migrations_applied(home) == applied
 
 
-def test_a_request_log_written_before_migration_3_keeps_its_rows_and_ids(home: Path) -> None:
-    """Migration 3 copies the request log into a table whose request ids are stored uncompressed."""
+def test_a_request_log_written_before_migrations_3_and_4_keeps_its_rows_ids_and_digests(home: Path) -> None:
+    """Migration 3 stores request ids uncompressed; migration 4 keeps each row's endpoint, deployment,
+    instance and key as a route number and its digest as a number, behind a view with the old columns."""
     with duckdb.connect(str(home / "appliance.duckdb")) as db:  # a registry as version 2 left it
         db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)")
         for version, sql in migrations()[:2]:
@@ -104,14 +105,25 @@ def test_a_request_log_written_before_migration_3_keeps_its_rows_and_ids(home: P
         db.execute("INSERT INTO request_log (\"at\", request_id, endpoint, deployment, instance, mirrored, status, "
                    "latency_ms, bytes_in, bytes_out, key_id, body_digest) SELECT TIMESTAMP '2026-01-01', "
                    "'id-' || i, 'ep', 'blue', 'blue-1', false, 200, 1.5, 10, 20, 'primary', '' FROM range(3) t(i)")
+        db.execute("INSERT INTO request_log (\"at\", request_id, endpoint, deployment, instance, mirrored, status, "
+                   "latency_ms, bytes_in, bytes_out, key_id, body_digest) VALUES "
+                   "(TIMESTAMP '2026-01-02', 'id-1', 'ep', 'green', 'green-1', true, 500, 2.5, 10, 30, 'primary', "
+                   "'deadbeef')")
     reg = Registry(home)
     try:
         assert reg.schema_version == LATEST
-        RequestLogStore(reg).insert([(1.8e9, "id-3", "ep", "blue", "blue-1", False, 200, 1.0, 1, 2, "primary", "")])
+        store = RequestLogStore(reg)
+        store.insert([(1.8e9, "id-4", "ep", "blue", "blue-1", False, 200, 1.0, 1, 2, "primary", None),
+                      (1.8e9, "id-4", "ep", "shadow", "shadow-1", True, 200, 1.0, 1, 2, "primary", 0xC0FFEE)])
         reg._exec("CHECKPOINT")
-        assert reg._all("SELECT id, request_id FROM request_log ORDER BY id") == \
-            [(1, "id-0"), (2, "id-1"), (3, "id-2"), (4, "id-3")]
-        assert {c for c, in reg._all("SELECT DISTINCT compression FROM pragma_storage_info('request_log') "
+        assert reg._all("SELECT id, request_id, deployment, instance, status, body_digest FROM request_log "
+                        "ORDER BY id") == [
+            (1, "id-0", "blue", "blue-1", 200, ""), (2, "id-1", "blue", "blue-1", 200, ""),
+            (3, "id-2", "blue", "blue-1", 200, ""), (4, "id-1", "green", "green-1", 500, "deadbeef"),
+            (5, "id-4", "blue", "blue-1", 200, ""), (6, "id-4", "shadow", "shadow-1", 200, "00c0ffee")]
+        assert reg._all("SELECT deployment, key_id FROM request_routes ORDER BY id") == \
+            [("blue", "primary"), ("green", "primary"), ("shadow", "primary")]  # one row per route, not per request
+        assert {c for c, in reg._all("SELECT DISTINCT compression FROM pragma_storage_info('request_rows') "
                                      "WHERE column_name = 'request_id' AND segment_type = 'VARCHAR'")} \
             == {"Uncompressed"}
     finally:

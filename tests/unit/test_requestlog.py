@@ -32,9 +32,10 @@ def store(registry: Registry) -> RequestLogStore:
 
 
 def event(request_id: str = "r", *, endpoint: str = "my-ep", deployment: str = "blue", mirrored: bool = False,
-          status: int = 200, latency_ms: float = 1.0, digest: str = "", age: float = 0.0) -> RequestEvent:
+          status: int = 200, latency_ms: float = 1.0, digest: str | None = None, age: float = 0.0) -> RequestEvent:
+    """A row; `digest` names a response body, whose CRC-32 the row carries."""
     return (time.time() - age, request_id, endpoint, deployment, f"{deployment}-0" if deployment else "",
-            mirrored, status, latency_ms, 10, 20, "primary", digest)
+            mirrored, status, latency_ms, 10, 20, "primary", None if digest is None else zlib.crc32(digest.encode()))
 
 
 def ids(rows: list[dict[str, Any]]) -> list[str]:
@@ -47,13 +48,15 @@ def test_columns_are_the_event_fields() -> None:
 
 def test_insert_round_trips_every_field(store: RequestLogStore) -> None:
     sent: RequestEvent = (1_700_000_000.123456, "abc", "my-ep", "blue", "blue-0", True, 424, 12.5, 300, 40,
-                          "secondary", "0123456789abcdef")
+                          "secondary", 0x89ABCDEF)
     store.insert([sent])
     store.insert([])
-    [row] = store.tail("my-ep")
-    assert row.pop("id") == 1
+    store.insert([(*sent[:11], None)])
+    [row, plain] = store.tail("my-ep")
+    assert (row.pop("id"), plain.pop("id")) == (1, 2)
     assert str(row.pop("at")) == "2023-11-14 22:13:20.123456"  # UTC
-    assert tuple(row.values()) == sent[1:]
+    assert tuple(row.values()) == (*sent[1:11], "89abcdef")  # the digest as hex text, as a user reads it
+    assert plain["body_digest"] == ""
 
 
 def test_a_batch_of_several_slices_keeps_every_row_in_order(store: RequestLogStore) -> None:
@@ -201,7 +204,7 @@ def test_rows_survive_reopening_the_registry(tmp_path: Path) -> None:
         store = RequestLogStore(again)
         assert ids(store.tail("my-ep")) == ["r0", "r1", "r2"]
         store.insert([event("r3")])
-        assert [r["id"] for r in store.tail("my-ep")] == [1, 2, 3, 4]  # the sequence carries on
+        assert [r["id"] for r in store.tail("my-ep")] == [1, 2, 3, 4]  # the numbering carries on
     finally:
         again.close()
 
@@ -307,3 +310,13 @@ def test_mirror_report_without_mirrored_rows(store: RequestLogStore) -> None:
     assert (report["mirrored"], report["pairs"], report["agreement_rate"], report["mirror_p50_ms"]) == (0, 0, None,
                                                                                                          None)
     assert report["mirror_deployments"] == []
+
+
+def test_a_batch_that_fails_leaves_no_row_route_or_number_behind(store: RequestLogStore) -> None:
+    store.insert([event("r0")])
+    with pytest.raises(Exception, match="NOT NULL"):
+        store.insert([event("r1", deployment="green"), (*event("r2", deployment="green")[:1], None,
+                                                        *event("r2", deployment="green")[2:])])
+    store.insert([event("r3", deployment="green")])
+    rows = store.tail("my-ep")
+    assert [(r["id"], r["request_id"], r["deployment"]) for r in rows] == [(1, "r0", "blue"), (2, "r3", "green")]

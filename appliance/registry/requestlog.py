@@ -22,7 +22,6 @@ from appliance.registry.store import Registry
 
 COLUMNS = ("at", "request_id", "endpoint", "deployment", "instance", "mirrored", "status", "latency_ms",
            "bytes_in", "bytes_out", "key_id", "body_digest")
-_NAMES = ", ".join(f'"{c}"' for c in COLUMNS)
 RouteKey = tuple[str, str, str, str]  # endpoint, deployment, instance, key_id: a row of request_routes
 
 # Measured: 10,000-row batches into this table, file database, DuckDB 2.0, 2 cores, median of 5 runs:
@@ -134,19 +133,35 @@ class RequestLogStore:
         With `after_id` 0: the newest `limit` rows. With `after_id` > 0 (following): the first `limit`
         rows after it, so a follower that falls behind catches up instead of skipping rows.
         """
-        where, params = ["endpoint = ?", "id > ?"], [endpoint, after_id]
+        # The endpoint's routes first, then its rows by their numbers: DuckDB keeps its fast top-N over
+        # `request_rows` for a list of numbers, not through the view's join (measured, 2M rows: 1.5 ms
+        # against 330 ms).
+        where, params = ["endpoint = ?"], [endpoint]
         if deployment is not None:
             where.append("deployment = ?")
             params.append(deployment)
+        routes = {number: key for number, *key in self._query(
+            f"SELECT id, endpoint, deployment, instance, key_id FROM request_routes WHERE {' AND '.join(where)}",
+            params)}
+        if not routes:
+            return []
+        where, params = ["list_contains(?, route)", "id > ?"], [list(routes), after_id]
         if since_seconds is not None:
             where.append('"at" >= ?')
             params.append(_cutoff(since_seconds))
         order = "DESC" if after_id == 0 else "ASC"
-        rows = self._query(f"SELECT id, {_NAMES} FROM request_log WHERE {' AND '.join(where)} "
-                           f"ORDER BY id {order} LIMIT ?", [*params, limit])
+        rows = self._query('SELECT id, "at", request_id, route, mirrored, status, latency_ms, bytes_in, bytes_out, '
+                           f"body_digest FROM request_rows WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ?",
+                           [*params, limit])
         if after_id == 0:
             rows.reverse()
-        return [dict(zip(("id", *COLUMNS), row, strict=True)) for row in rows]
+        out = []
+        for row_id, at, request_id, route, mirrored, status, latency_ms, bytes_in, bytes_out, digest in rows:
+            endpoint_, deployment_, instance, key_id = routes[route]
+            values = (row_id, at, request_id, endpoint_, deployment_, instance, mirrored, status, latency_ms, bytes_in,
+                      bytes_out, key_id, "" if digest is None else f"{digest:08x}")
+            out.append(dict(zip(("id", *COLUMNS), values, strict=True)))
+        return out
 
     def metrics(self, endpoint: str, since_seconds: float) -> list[dict[str, Any]]:
         """Per deployment (by name; '' for requests refused before one was chosen), over the last

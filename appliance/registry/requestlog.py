@@ -30,11 +30,29 @@ RouteKey = tuple[str, str, str, str]  # endpoint, deployment, instance, key_id: 
 #   INSERT ... SELECT UNNEST(?::T[]), ..., a list a column  3.2 µs/row
 #   con.appender(), `at` made a datetime in Python          3.6 µs/row
 #   INSERT ... SELECT from a dict of NumPy columns          1.6 µs/row  <- this one (0.7 since migration 4)
-# The scan keeps the rows' order.
 _INSERT = ("INSERT INTO request_rows SELECT id, make_timestamp((\"at\" * 1000000)::BIGINT), request_id, route, "
            "mirrored, status, latency_ms, bytes_in, bytes_out, body_digest::UINTEGER FROM request_log_batch")
 _BATCH = ("at", "request_id", "route", "mirrored", "status", "latency_ms", "bytes_in", "bytes_out", "body_digest")
 SLICE = 1024  # rows converted per hold of the GIL (see `insert`)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], routes: dict[RouteKey, int]) -> list[np.ndarray]:
+    """The `_BATCH` columns of `rows`; a route not in `routes` is added with the next number."""
+    (at, request_id, endpoint, deployment, instance, mirrored, status, latency_ms, bytes_in, bytes_out, key_id,
+     digest) = zip(*rows, strict=True)
+    keys = list(zip(endpoint, deployment, instance, key_id, strict=True))
+    try:
+        route = np.fromiter(map(routes.__getitem__, keys), np.int32, len(keys))
+    except KeyError:
+        for key in keys:
+            routes.setdefault(key, len(routes) + 1)
+        route = np.fromiter(map(routes.__getitem__, keys), np.int32, len(keys))
+    digests = np.array(digest, dtype=object)
+    missing = np.equal(digests, None)
+    values = np.zeros(len(keys), np.int64) if missing.all() else np.where(missing, 0, digests).astype(np.int64)
+    return [np.array(at, np.float64), np.array(request_id, object), route, np.array(mirrored, np.bool_),
+            np.array(status, np.int32), np.array(latency_ms, np.float64), np.array(bytes_in, np.int64),
+            np.array(bytes_out, np.int64), np.ma.masked_array(values, mask=missing)]
 
 
 def _cutoff(since_seconds: float) -> datetime:
@@ -77,22 +95,7 @@ class RequestLogStore:
         routes = dict(self._routes)  # and those this batch adds, kept once it is written
         parts: list[list[np.ndarray]] = []
         for start in range(0, len(rows), SLICE):
-            (at, request_id, endpoint, deployment, instance, mirrored, status, latency_ms, bytes_in, bytes_out,
-             key_id, digest) = zip(*rows[start:start + SLICE], strict=True)
-            keys = list(zip(endpoint, deployment, instance, key_id, strict=True))
-            try:
-                route = np.fromiter(map(routes.__getitem__, keys), np.int32, len(keys))
-            except KeyError:  # a route not seen before: the next number
-                for key in keys:
-                    routes.setdefault(key, len(routes) + 1)
-                route = np.fromiter(map(routes.__getitem__, keys), np.int32, len(keys))
-            digests = np.array(digest, dtype=object)
-            missing = np.equal(digests, None)
-            values = np.zeros(len(keys), np.int64) if missing.all() else np.where(missing, 0, digests).astype(np.int64)
-            parts.append([np.array(at, np.float64), np.array(request_id, object), route, np.array(mirrored, np.bool_),
-                          np.array(status, np.int32), np.array(latency_ms, np.float64), np.array(bytes_in, np.int64),
-                          np.array(bytes_out, np.int64),
-                          np.ma.masked_array(values, mask=missing)])
+            parts.append(_columns(rows[start:start + SLICE], routes))
             time.sleep(0)  # lets the GIL go to a thread waiting for it
         batch = {name: (np.ma.concatenate if name == "body_digest" else np.concatenate)([part[i] for part in parts])
                  for i, name in enumerate(_BATCH)}

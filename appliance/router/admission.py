@@ -1,5 +1,5 @@
-"""Admission: at most `limit` requests in flight per deployment; the rest wait, first come first
-served, up to a deadline (Azure's max_concurrent_requests_per_instance × instance_count and
+"""Admission: at most `limit` requests in flight per deployment; the rest wait, woken oldest first,
+up to a deadline (Azure's max_concurrent_requests_per_instance × instance_count and
 max_queue_wait_ms), then the caller answers 429."""
 
 from __future__ import annotations
@@ -9,40 +9,60 @@ from collections import deque
 
 
 class Gate:
+    """A request that finds a slot free takes it, even with others queued; a freed slot wakes the longest
+    waiter, which takes it if it is still free when its task runs, or queues again at the front. Handing
+    the slot over instead kept it reserved, and idle, until the waiter's task next ran, while every
+    newcomer queued behind: an in-process model, which answers within the call, then served one request
+    per turn of the event loop, a convoy that never cleared under steady load (measured: a mirror target
+    whose first copy went to the thread pool kept 250 copies queued, a p50 of 400 ms, most dropped)."""
+
     def __init__(self) -> None:
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def admit(self, limit: int) -> bool:
-        """A slot now, if one is free and nobody is queued for one: the common case, without the
-        cost of a coroutine."""
-        if self.in_flight < limit and not self._waiters:
+        """A slot now, if one is free: the common case, without the cost of a coroutine."""
+        if self.in_flight < limit:
             self.in_flight += 1
             return True
         return False
 
-    async def wait(self, wait_seconds: float) -> bool:
-        """Queue for a slot, first come first served, up to `wait_seconds` (after `admit` refused)."""
+    async def wait(self, limit: int, wait_seconds: float) -> bool:
+        """Queue for a slot, up to `wait_seconds` (after `admit` refused)."""
         if wait_seconds <= 0:
             return False
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        loop = asyncio.get_running_loop()
+        woken = False
         try:
             async with asyncio.timeout(wait_seconds):
-                await waiter
-            return True
+                while True:
+                    waiter = loop.create_future()
+                    if woken:
+                        self._waiters.appendleft(waiter)  # passed by a newcomer: still the longest waiting
+                    else:
+                        self._waiters.append(waiter)
+                    try:
+                        await waiter
+                    except BaseException:
+                        if waiter.cancelled():
+                            if waiter in self._waiters:
+                                self._waiters.remove(waiter)
+                        else:  # woken just as time ran out: the wake-up is the next waiter's
+                            self._wake_one()
+                        raise
+                    if self.admit(limit):
+                        return True
+                    woken = True
         except TimeoutError:
-            if waiter.done() and not waiter.cancelled():
-                return True  # a slot was handed over just as the deadline struck: keep it
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
             return False
 
     def release(self) -> None:
-        """Hand the slot to the longest waiter, or free it."""
+        self.in_flight -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
-            if not waiter.done():
+            if not waiter.done():  # not one whose wait was cancelled, and which has yet to leave
                 waiter.set_result(None)
                 return
-        self.in_flight -= 1

@@ -144,7 +144,7 @@ class DataPlane:
         if gate is None:
             gate = self._gates[deployment] = Gate()
         limit = settings.max_concurrent_requests_per_instance * deployment.plan.instance_count
-        if not gate.admit(limit) and not await gate.wait(settings.max_queue_wait_ms / 1000):
+        if not gate.admit(limit) and not await gate.wait(limit, settings.max_queue_wait_ms / 1000):
             raise HTTPError(429, f"deployment {req.deployment!r} is at its limit of {limit} concurrent requests "
                                  f"and none finished within max_queue_wait_ms={settings.max_queue_wait_ms}")
         try:

@@ -30,12 +30,13 @@ SAMPLE = 8  # inline, one call in SAMPLE is timed
 
 
 class DirectClient:
-    """The `HTTPClient` interface over a `Worker` in this process. New calls go to the thread pool
-    until one has been timed, then wherever the running average of the model's time says."""
+    """The `HTTPClient` interface over a `Worker` in this process. Calls go wherever the running
+    average of the model's time says, starting from its warm-up run's; without one, to the thread pool
+    until a call has been timed."""
 
-    def __init__(self, worker: Worker, threads: int) -> None:
+    def __init__(self, worker: Worker, threads: int, average: float | None = None) -> None:
         self.worker = worker
-        self.average: float | None = None  # s per call, None until the first one
+        self.average = average  # s per call, None until one is known
         self._calls = 0
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"model-{worker.name}")
 
@@ -102,13 +103,13 @@ class InProcessInstance:
         name, version = plan.model_name or plan.deployment, plan.model_version or "1"
         try:
             model = await asyncio.to_thread(OnnxModel, find_onnx_file(Path(plan.model_dir)))
-            await asyncio.to_thread(model.warm_up)  # so the first call timed is a representative one
+            cost = await asyncio.to_thread(model.warm_up)
         except Exception as exc:
             self._say("stderr", f"cannot load the model: {type(exc).__name__}: {exc}")
             self._exit.set_result(3)
             return
         self.client = DirectClient(Worker(name, version, model=model),
-                                   plan.request_settings.max_concurrent_requests_per_instance)
+                                   plan.request_settings.max_concurrent_requests_per_instance, cost)
         self._say("stderr", f"model {name}:{version} loaded from {model.path} on {model.provider}, "
                             "inside the daemon (runtime: inprocess)")
 

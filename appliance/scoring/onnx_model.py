@@ -3,8 +3,8 @@ inputs (dtypes and shapes from the model's own signature) with errors a user can
 
 from __future__ import annotations
 
-import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -30,6 +30,9 @@ DTYPES: dict[str, tuple[Any, str]] = {
     "tensor(bool)": (np.bool_, "BOOL"),
     "tensor(string)": (np.object_, "BYTES"),
 }
+
+
+WARM_RERUN = 0.05  # s: a warm-up run this slow is timed as it is, not run again
 
 
 class BadInput(ValueError):
@@ -111,15 +114,26 @@ class OnnxModel:
     def signature(self) -> dict[str, Any]:
         return {"inputs": [i.to_json() for i in self.inputs], "outputs": [o.to_json() for o in self.outputs]}
 
-    def warm_up(self) -> None:
-        """One run on zeros (free dimensions as 1), so the first request doesn't pay onnxruntime's
-        first-run setup. A model that refuses zeros is simply not warmed."""
+    def warm_up(self) -> float | None:
+        """A run on zeros (free dimensions as 1), so the first request doesn't pay onnxruntime's
+        first-run setup; then the CPU seconds a small request's run costs: those of a second run, or of
+        the first for a model slower than `WARM_RERUN` (twice its time would only delay its start).
+        None for a model that refuses zeros: it is simply not warmed."""
         if any(i.dtype is None for i in self.inputs):
-            return
+            return None
         feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], dtype=i.dtype)
                  for i in self.inputs}
-        with contextlib.suppress(Exception):  # best effort
+        try:
+            started = time.thread_time()
             self.run(feeds)
+            cost = time.thread_time() - started
+            if cost < WARM_RERUN:
+                started = time.thread_time()
+                self.run(feeds)
+                cost = time.thread_time() - started
+        except Exception:  # best effort
+            return None
+        return cost
 
     def run(self, feeds: dict[str, np.ndarray], names: list[str] | None = None) -> list[Any]:
         """`InferenceSession.run` without its checks of every call, which cost about as much as a

@@ -51,6 +51,8 @@ class Gate:
                             self._wake_one()
                         raise
                     if self.admit(limit):
+                        if self.in_flight < limit:  # several slots came free at once: one wake-up each
+                            self._wake_one()
                         return True
                     woken = True
         except TimeoutError:

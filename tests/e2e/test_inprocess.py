@@ -30,7 +30,7 @@ def test_no_code_onnx_runs_inside_the_daemon(daemon: Daemon, iris_project: Path)
     assert float(response.headers["x-ms-run-fn-exec-ms"]) > 0
     refused = daemon.score("my-ep", {"data": [[1, 2]]})  # the model's own 400, not a 424
     assert refused.status_code == 400 and "features" in refused.json()["message"]
-    # Timed on every call since, it stays there.
+    # Timed again one call in eight since, it stays there.
     [instance] = json.loads(daemon.cli("deployment", "show", "my-ep", "blue", "-o", "json").stdout)["instances"]
     assert instance["calls"] == "inline" and 0 < instance["model_ms"] < 0.5
 

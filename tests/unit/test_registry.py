@@ -108,7 +108,11 @@ def test_a_request_log_written_before_migrations_3_and_4_keeps_its_rows_ids_and_
         db.execute("INSERT INTO request_log (\"at\", request_id, endpoint, deployment, instance, mirrored, status, "
                    "latency_ms, bytes_in, bytes_out, key_id, body_digest) VALUES "
                    "(TIMESTAMP '2026-01-02', 'id-1', 'ep', 'green', 'green-1', true, 500, 2.5, 10, 30, 'primary', "
-                   "'deadbeef')")
+                   "'deadbeef'), "  # a CRC-32; and a BLAKE2b digest of 16 hex digits, from earlier versions
+                   "(TIMESTAMP '2026-01-03', 'id-3', 'ep', 'green', 'green-1', true, 200, 2.5, 10, 30, 'primary', "
+                   "'0123456789abcdef'), "
+                   "(TIMESTAMP '2026-01-04', 'gone', 'ep', 'blue', 'blue-1', false, 200, 1.0, 1, 2, 'primary', '')")
+        db.execute("DELETE FROM request_log WHERE request_id = 'gone'")  # the sequence went past it
     reg = Registry(home)
     try:
         assert reg.schema_version == LATEST
@@ -120,7 +124,8 @@ def test_a_request_log_written_before_migrations_3_and_4_keeps_its_rows_ids_and_
                         "ORDER BY id") == [
             (1, "id-0", "blue", "blue-1", 200, ""), (2, "id-1", "blue", "blue-1", 200, ""),
             (3, "id-2", "blue", "blue-1", 200, ""), (4, "id-1", "green", "green-1", 500, "deadbeef"),
-            (5, "id-4", "blue", "blue-1", 200, ""), (6, "id-4", "shadow", "shadow-1", 200, "00c0ffee")]
+            (5, "id-3", "green", "green-1", 200, "89abcdef"),  # the 16 digits' last 8
+            (7, "id-4", "blue", "blue-1", 200, ""), (8, "id-4", "shadow", "shadow-1", 200, "00c0ffee")]
         assert reg._all("SELECT deployment, key_id FROM request_routes ORDER BY id") == \
             [("blue", "primary"), ("green", "primary"), ("shadow", "primary")]  # one row per route, not per request
         assert {c for c, in reg._all("SELECT DISTINCT compression FROM pragma_storage_info('request_rows') "

@@ -205,6 +205,9 @@ def test_rows_survive_reopening_the_registry(tmp_path: Path) -> None:
         assert ids(store.tail("my-ep")) == ["r0", "r1", "r2"]
         store.insert([event("r3")])
         assert [r["id"] for r in store.tail("my-ep")] == [1, 2, 3, 4]  # the numbering carries on
+        assert store.prune(0) == 4  # every row gone: still, an id is never given twice
+        RequestLogStore(again).insert([event("r5")])
+        assert [r["id"] for r in store.tail("my-ep")] == [5]
     finally:
         again.close()
 

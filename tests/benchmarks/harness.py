@@ -15,7 +15,8 @@ Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an
 share of its own c16 throughput (openloop.py: latency from the scheduled send time); every server after
 (a) gets a second open-loop run at (a)'s rate, the same offered load for the tails. The request-log
 and mirror costs are also measured by alternating short c16 runs of both arms, on a fresh daemon for
-each pair of runs, switched between them, so that drift on a shared machine hits both alike. Then the
+each pair of runs, switched between them, so that drift on a shared machine hits both alike
+(--report pools the pairs of several saved runs when one run's cannot decide). Then the
 time from `appliance apply` to the first 200, and a hot reload when `appliance up --watch` exists.
 Each server runs alone: the previous one is stopped before the next starts. CPU used meanwhile by
 processes outside the benchmark is reported ("other load"), so a disturbed run shows as one.
@@ -531,7 +532,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", help="work folder (default: a new temporary one, removed unless --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, homes, YAML)")
     parser.add_argument("--out", default="bench-results.json", help="where to write the JSON results")
+    parser.add_argument("--report", nargs="+", metavar="RESULTS", help="run nothing: print the tables of saved "
+                        "results; several files (runs of the same code on the same machine) have their costs "
+                        "judged over all their alternated pairs")
     args = parser.parse_args(argv)
+    if args.report:
+        doc = report.pooled([json.loads(Path(name).read_text()) for name in args.report])
+        report.print_all(Console(width=max(shutil.get_terminal_size((200, 40)).columns, 200)), doc)
+        return 0
     args.request_settings = args.request_settings.replace("\\n", "\n")
     args.appliance = str(Path(shutil.which(args.appliance) or args.appliance).resolve())
 

@@ -3,6 +3,7 @@ the targets with PASS/FAIL and what was measured, and the JSON document."""
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 from typing import Any
@@ -160,7 +161,8 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
                 note += f"; server CPU {con:.0f} vs {coff:.0f} µs/request ({paired:+.1%} paired)"
             verdict = "PASS" if high <= limit else "FAIL" if low > limit else "UNDECIDED"
             if verdict == "UNDECIDED":
-                note += "; the interval spans the limit: more pairs (--ab-pairs) or a quieter machine decide it"
+                note += ("; the interval spans the limit: more pairs (--ab-pairs, or several runs' results together "
+                         "with --report) or a quieter machine decide it")
             out.append(_target(name, wanted, f"{cost:.1%} (medians {on:,.0f} with vs {off:,.0f} req/s without)",
                                None, note, verdict))
             continue
@@ -204,6 +206,25 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
     return out
 
 
+def pooled(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first results document, with the alternated pairs of every document (runs of the same code on
+    the same machine) and its targets judged again over all of them: one run's 15 to 40 pairs may not
+    decide a cost of a few percent on a noisy machine, several runs' pairs together can."""
+    doc = copy.deepcopy(docs[0])
+    for key in ("alternated", "alternated_cpu_us_per_request"):
+        merged: dict[str, dict[str, list[float]]] = {}
+        for d in docs:
+            for cost, arms in (d.get(key) or {}).items():
+                whole = min(len(arms.get("on", [])), len(arms.get("off", [])))  # a pair is one run of each arm
+                for arm in ("on", "off"):
+                    merged.setdefault(cost, {}).setdefault(arm, []).extend(arms[arm][:whole])
+        doc[key] = merged
+    doc["pooled_from"] = len(docs)
+    doc["targets"] = targets(doc["scenarios"], doc.get("apply"), doc.get("hot_reload"), doc["alternated"],
+                             doc["alternated_cpu_us_per_request"])
+    return doc
+
+
 def targets_table(rows: list[dict[str, Any]]) -> Table:
     t = Table(title="targets (reported, not asserted)", title_justify="left")
     for col in ("target", "wanted", "measured", "result", "note"):
@@ -229,4 +250,7 @@ def print_all(console: Console, doc: dict[str, Any]) -> None:
         console.print("[dim]server CPU per request during the c{} run (µs): {}[/dim]".format(
             doc["settings"]["connections"],
             "; ".join(f"{k}: " + ", ".join(f"{p} {us:.0f}" for p, us in v.items()) for k, v in cpu.items())))
+    if doc.get("pooled_from", 1) > 1:
+        console.print(f"[dim]the costs below are judged over the alternated pairs of {doc['pooled_from']} result "
+                      "files; the tables above are the first file's[/dim]")
     console.print(targets_table(doc["targets"]))

@@ -536,14 +536,13 @@ def main(argv: list[str] | None = None) -> int:
                         "results; several files (runs of the same code on the same machine) have their costs "
                         "judged over all their alternated pairs")
     args = parser.parse_args(argv)
+    console = Console(width=max(shutil.get_terminal_size((200, 40)).columns, 200), stderr=False)
     if args.report:
-        doc = report.pooled([json.loads(Path(name).read_text()) for name in args.report])
-        report.print_all(Console(width=max(shutil.get_terminal_size((200, 40)).columns, 200)), doc)
+        report.print_all(console, report.pooled([json.loads(Path(name).read_text()) for name in args.report]))
         return 0
     args.request_settings = args.request_settings.replace("\\n", "\n")
     args.appliance = str(Path(shutil.which(args.appliance) or args.appliance).resolve())
 
-    console = Console(width=max(shutil.get_terminal_size((200, 40)).columns, 200), stderr=False)
     bench = Bench(args, console)
     console.print(f"[bold]appliance benchmark[/bold] — {bench.pin.describe()}")
     try:

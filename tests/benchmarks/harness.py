@@ -16,7 +16,8 @@ share of its own c16 throughput (openloop.py: latency from the scheduled send ti
 (a) gets a second open-loop run at (a)'s rate, the same offered load for the tails. The request-log
 and mirror costs are also measured by alternating short c16 runs of both arms, on a fresh daemon for
 each pair of runs, switched between them, so that drift on a shared machine hits both alike
-(--report pools the pairs of several saved runs when one run's cannot decide). Then the
+(--report pools the pairs of several saved runs of the same code, which each result records, when
+one run's cannot decide). Then the
 time from `appliance apply` to the first 200, and a hot reload when `appliance up --watch` exists.
 Each server runs alone: the previous one is stopped before the next starts. CPU used meanwhile by
 processes outside the benchmark is reported ("other load"), so a disturbed run shows as one.
@@ -64,6 +65,7 @@ from servers import (
     Pinning,
     Project,
     Target,
+    code_identity,
     deployment_yaml,
     endpoint_yaml,
     ensure_azmlinfsrv,
@@ -94,6 +96,7 @@ class Bench:
         self.args = args
         self.console = console
         self.pin = Pinning.choose(args.pin)
+        self.code = code_identity(args.appliance)  # taken before the runs, not after
         self.runs: dict[str, list[dict[str, Any]]] = {}
         self.ab: dict[str, dict[str, list[float]]] = {}  # name → arm → req/s of each run
         self.ab_cpu: dict[str, dict[str, list[float]]] = {}  # name → arm → server µs CPU per request
@@ -373,6 +376,7 @@ class Bench:
         scenarios = {k: _median_of(self.runs[k]) for k in ORDER if k in self.runs}
         return {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "appliance": {"exe": self.args.appliance, "code": self.code},
             "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
                         "onnxruntime": onnxruntime_version(), "wrk": _wrk_version(self.wrk),
                         "pinning": self.pin.describe(), "pin_mode": self.pin.mode},
@@ -538,13 +542,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(width=max(shutil.get_terminal_size((200, 40)).columns, 200), stderr=False)
     if args.report:
-        report.print_all(console, report.pooled([json.loads(Path(name).read_text()) for name in args.report]))
+        try:
+            doc = report.pooled({name: json.loads(Path(name).read_text()) for name in args.report})
+        except (OSError, ValueError) as exc:  # unreadable, not JSON, or not to be pooled
+            console.print(f"[red]{exc}[/red]", highlight=False)
+            return 2
+        report.print_all(console, doc)
         return 0
     args.request_settings = args.request_settings.replace("\\n", "\n")
     args.appliance = str(Path(shutil.which(args.appliance) or args.appliance).resolve())
 
     bench = Bench(args, console)
-    console.print(f"[bold]appliance benchmark[/bold] — {bench.pin.describe()}")
+    console.print(f"[bold]appliance benchmark[/bold] of {bench.code} — {bench.pin.describe()}")
     try:
         doc = bench.run()
     finally:

@@ -206,14 +206,19 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
     return out
 
 
-def pooled(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The first results document, with the alternated pairs of every document (runs of the same code on
-    the same machine) and its targets judged again over all of them: one run's 15 to 40 pairs may not
-    decide a cost of a few percent on a noisy machine, several runs' pairs together can."""
-    doc = copy.deepcopy(docs[0])
+def pooled(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The first results document, with the alternated pairs of every document (file name → document) and
+    its targets judged again over all of them: one run's 15 to 40 pairs may not decide a cost of a few
+    percent on a noisy machine, several runs' pairs together can. Only runs of the same code on the same
+    machine and pinning pool; others are refused (ValueError), each file named with what it ran."""
+    sources = {name: _source(d) for name, d in docs.items()}
+    if len(set(sources.values())) > 1:
+        raise ValueError("only runs of the same code on the same machine can be judged together; these differ:\n"
+                         + "\n".join(f"  {name}: {source}" for name, source in sources.items()))
+    doc = copy.deepcopy(next(iter(docs.values())))
     for key in ("alternated", "alternated_cpu_us_per_request"):
         merged: dict[str, dict[str, list[float]]] = {}
-        for d in docs:
+        for d in docs.values():
             for cost, arms in (d.get(key) or {}).items():
                 whole = min(len(arms.get("on", [])), len(arms.get("off", [])))  # a pair is one run of each arm
                 for arm in ("on", "off"):
@@ -223,6 +228,11 @@ def pooled(docs: list[dict[str, Any]]) -> dict[str, Any]:
     doc["targets"] = targets(doc["scenarios"], doc.get("apply"), doc.get("hot_reload"), doc["alternated"],
                              doc["alternated_cpu_us_per_request"])
     return doc
+
+
+def _source(doc: dict[str, Any]) -> str:
+    code = _get(doc, "appliance", "code") or "code not recorded (an older harness)"
+    return f"{code}; CPU {_get(doc, 'machine', 'cpu')}, pinning {_get(doc, 'machine', 'pin_mode')}"
 
 
 def targets_table(rows: list[dict[str, Any]]) -> Table:

@@ -12,6 +12,7 @@ started) again.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -125,6 +126,26 @@ def _venv(path: Path, log: Log) -> None:
     result = _run_quiet([PYTHON, "-m", "venv", "--clear", str(path)], log)
     if result.returncode != 0:
         raise RuntimeError(f"could not create a venv at {path}:\n{result.stderr}")
+
+
+def code_identity(exe: str) -> str:
+    """What is benchmarked, so that `--report` pools only runs of the same code. For this checkout's own
+    `appliance`: its commit, and a digest of any uncommitted change to the appliance or the harness. For
+    another executable (--appliance): only its path, which says nothing of the code behind it."""
+    if exe != str(Path(APPLIANCE).resolve()):
+        return f"{exe} (another executable: its code is not identified)"
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return f"appliance {importlib.metadata.version('appliance')} (not a git checkout)"
+    paths = ["--", "appliance", "tests/benchmarks", "pyproject.toml"]
+    changes = hashlib.sha256(subprocess.run([*git, "diff", "HEAD", *paths], capture_output=True).stdout)
+    untracked = subprocess.run([*git, "ls-files", "-z", "--others", "--exclude-standard", *paths],
+                               capture_output=True).stdout.split(b"\0")
+    for name in filter(None, untracked):
+        changes.update(name + b"\0" + (ROOT / name.decode()).read_bytes())
+    clean = changes.digest() == hashlib.sha256().digest()
+    return head.stdout.strip() + ("" if clean else f" with uncommitted changes {changes.hexdigest()[:12]}")
 
 
 def onnxruntime_version() -> str | None:

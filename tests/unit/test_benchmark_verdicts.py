@@ -71,19 +71,37 @@ def test_the_table_shows_each_servers_tail_at_the_baselines_rate_against_the_bas
     assert "300 µs (0.25×)" in b_row
 
 
+_RAN = {"appliance": {"code": "f05c7b7a1b2c"}, "machine": {"cpu": "AMD EPYC", "pin_mode": "split"}}
+
+
 def test_the_pairs_of_several_runs_are_judged_together() -> None:
     """Two runs of 9 pairs each decide nothing alone (two pairs in each cost 6 and 7%); their 18 pairs
     together put the whole interval under the limit. A run's unfinished pair is left out."""
     def doc(on: list[float], off: list[float]) -> dict:
-        return {"scenarios": {}, "apply": None, "hot_reload": None,
+        return {**_RAN, "scenarios": {}, "apply": None, "hot_reload": None,
                 "alternated": {"request_log": {"on": on, "off": off}},
                 "alternated_cpu_us_per_request": {"request_log": {"on": [102.0] * len(on), "off": [100.0] * len(off)}}}
     first = doc([100, 97, 98, 94, 98, 97, 98, 93, 98], [100] * 9)
     second = doc([98, 99, 97, 98, 98, 100, 94, 97, 93, 95], [100] * 9)  # its 10th run never got its pair
     alone = [_log_target(d["alternated"]["request_log"]["on"], [100] * 9)["result"] for d in (first, second)]
     assert alone == ["UNDECIDED", "UNDECIDED"]
-    pooled = report.pooled([first, second])
+    pooled = report.pooled({"first.json": first, "second.json": second})
     row = next(r for r in pooled["targets"] if r["target"].startswith("request log"))
     assert row["result"] == "PASS" and "median of 18 alternated pairs" in row["note"]
     assert pooled["pooled_from"] == 2 and len(pooled["alternated_cpu_us_per_request"]["request_log"]["on"]) == 18
     assert first["alternated"]["request_log"]["on"][0] == 100  # the documents themselves are left as they were
+
+
+def test_runs_of_other_code_are_not_judged_together() -> None:
+    """Pooling runs of two commits would judge neither: refused, each file named with what it ran."""
+    pairs = {"alternated": {"mirror": {"on": [90.0], "off": [100.0]}}}
+    this = {**_RAN, **pairs}
+    other = {**_RAN, **pairs, "appliance": {"code": "62f941e0d1c2 with uncommitted changes 0a1b2c3d4e5f"}}
+    older = {**pairs, "machine": _RAN["machine"]}
+    with pytest.raises(ValueError) as refused:
+        report.pooled({"this.json": this, "other.json": other, "older.json": older})
+    message = str(refused.value)
+    assert "same code on the same machine" in message
+    assert "  this.json: f05c7b7a1b2c; CPU AMD EPYC" in message
+    assert "  other.json: 62f941e0d1c2 with uncommitted changes 0a1b2c3d4e5f;" in message
+    assert "  older.json: code not recorded (an older harness);" in message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ from appliance.specs import (
     split_ref,
 )
 from appliance.specs import traffic as traffic_rules
+
+log = logging.getLogger("appliance.control")
 
 Progress = Callable[[str], None]  # a line of a long operation's output, for the user waiting on it
 ORDER = {"environment": 0, "model": 1, "online_endpoint": 2, "online_deployment": 3}
@@ -400,6 +403,7 @@ class Control:
         await asyncio.to_thread(remove)
         self.refresh_route(endpoint)
         await self.supervisor.remove(endpoint, name)
+        await self.remove_unused_artifacts()
         self._changed()
 
     async def delete_endpoint(self, name: str) -> None:
@@ -414,6 +418,7 @@ class Control:
         deployments = await asyncio.to_thread(remove)
         self.table.remove(name)
         await asyncio.gather(*(self.supervisor.remove(name, d) for d in deployments))
+        await self.remove_unused_artifacts()
         self._changed()
 
     # -- runtime ------------------------------------------------------------------------------
@@ -491,7 +496,17 @@ class Control:
         if wait > 0:
             runtimes = [self.supervisor.get(*p.key) for p in fresh]
             await asyncio.gather(*(r.wait_settled(wait) for r in runtimes if r))
+        await self.remove_unused_artifacts()  # replaced code, once its old instances have drained
         self._changed()
+
+    async def remove_unused_artifacts(self) -> None:
+        """Stored snapshots that neither the registry nor a running instance refers to any more."""
+        store = self.registry.artifacts
+        in_use = {digest for plan in self.supervisor.plans() for path in (plan.model_dir, plan.code_dir)
+                  if path and (digest := store.digest_at(path))}
+        removed = await asyncio.to_thread(self.registry.remove_unused_artifacts, in_use)
+        if removed:
+            log.info("removed %d stored snapshot(s) nothing refers to any more", len(removed))
 
     def _changed(self) -> None:
         for listener in self.listeners:

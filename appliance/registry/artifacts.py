@@ -83,3 +83,17 @@ class ArtifactStore:
 
     def discard(self, digest: str) -> None:
         shutil.rmtree(self.path(digest), ignore_errors=True)
+
+    def digest_at(self, path: str) -> str | None:
+        """The digest of the artifact that `path` lies in, None if it is not in this store."""
+        stored, where = self.root / "sha256", Path(path)
+        return where.relative_to(stored).parts[0] if where.is_relative_to(stored) and where != stored else None
+
+    def digests(self) -> set[str]:
+        """Every artifact on disk."""
+        return {p.name for p in (self.root / "sha256").iterdir()}
+
+    def discard_staging(self) -> None:
+        """Copies that an interrupted `put` left half done (only safe while no put is running)."""
+        for staging in self.root.glob(".staging-*"):
+            shutil.rmtree(staging, ignore_errors=True)

@@ -166,6 +166,7 @@ class DeploymentRuntime:
         self.ready: list[Instance] = []  # what the router sends requests to
         self.error: str | None = None
         self.updating = False
+        self.draining: LaunchPlan | None = None  # the plan of the instances a replace is draining
         self._sup = supervisor
         self._lock = asyncio.Lock()
 
@@ -226,11 +227,11 @@ class DeploymentRuntime:
                 await asyncio.gather(*(i.stop() for i in fresh))
                 self.error = f"update failed, still serving the previous version: {reason}"
                 return
-            old, self.instances, self.plan = self.instances, fresh, plan
+            old, self.instances, self.plan, self.draining = self.instances, fresh, plan, self.plan
             self._refresh()
             await asyncio.gather(*(i.stop(drain=self._drain_seconds()) for i in old))
         finally:
-            self.updating = False
+            self.updating, self.draining = False, None
 
     def _drain_seconds(self) -> float:
         return self.plan.request_settings.request_timeout_ms / 1000
@@ -261,6 +262,7 @@ class Supervisor:
         self.logs_dir = logs_dir
         self.home = home  # labels this daemon's containers
         self.deployments: dict[tuple[str, str], DeploymentRuntime] = {}
+        self._removing: set[DeploymentRuntime] = set()  # removed, its instances still draining
         self._counter = itertools.count()
         self._engine: Any = None
 
@@ -303,7 +305,17 @@ class Supervisor:
     async def remove(self, endpoint: str, deployment: str) -> None:
         runtime = self.deployments.pop((endpoint, deployment), None)
         if runtime:
-            await runtime.stop()
+            self._removing.add(runtime)
+            try:
+                await runtime.stop()
+            finally:
+                self._removing.discard(runtime)
+
+    def plans(self) -> list[LaunchPlan]:
+        """Every plan an instance may still be running: each deployment's, those a replace is draining,
+        and those of deployments being removed."""
+        return [plan for runtime in (*self.deployments.values(), *self._removing)
+                for plan in (runtime.plan, runtime.draining) if plan is not None]
 
     async def stop_all(self) -> None:
         runtimes = list(self.deployments.values())

@@ -188,6 +188,11 @@ def watching(tmp_path: Path) -> Daemon:
         d.stop()
 
 
+def stored_code(daemon: Daemon) -> list[str]:
+    """The score.py of every code snapshot the daemon keeps on disk."""
+    return sorted(p.read_text() for p in (daemon.home / "artifacts" / "sha256").glob("*/code/score.py"))
+
+
 def test_hot_reload(watching: Daemon, tmp_path: Path) -> None:
     daemon = watching
     project = write(tmp_path / "p", {"endpoint.yml": ENDPOINT, "code/score.py": ECHO % "one",
@@ -203,6 +208,8 @@ def test_hot_reload(watching: Daemon, tmp_path: Path) -> None:
 
     responses = under_load(daemon, edit)
     assert [r.status_code for r in responses if r.status_code != 200] == []
+    # Each save is a new snapshot: the replaced one goes once its instances have drained.
+    wait_until(lambda: stored_code(daemon) == [ECHO % "two"], 15, "only the running code's snapshot to stay")
 
     # Code that fails to import: the old instances keep serving, the error shows.
     (project / "code" / "score.py").write_text("def init(:\n")
@@ -214,3 +221,10 @@ def test_hot_reload(watching: Daemon, tmp_path: Path) -> None:
     shown = wait_until(failed, 30, "the failed reload to show")
     assert "SyntaxError" in shown["error"] and "still serving the previous version" in shown["error"]
     assert daemon.score("my-ep", {}).json() == {"answer": "two"}
+    assert stored_code(daemon) == sorted([ECHO % "two", "def init(:\n"])  # the one serving stays
+
+    (project / "code" / "score.py").write_text(ECHO % "three")
+    wait_until(lambda: daemon.score("my-ep", {}).json() == {"answer": "three"}, 10, "the mended code")
+    wait_until(lambda: stored_code(daemon) == [ECHO % "three"], 15, "the superseded snapshots to go")
+    daemon.cli("endpoint", "delete", "my-ep", "--yes")
+    assert stored_code(daemon) == []  # a deleted deployment's code goes with it

@@ -242,6 +242,31 @@ def test_different_content_gets_different_digest(registry: Registry, home: Path,
     assert (registry.artifacts.path(before.digest) / "iris-model" / "model.onnx").read_bytes() == b"onnx-bytes"
 
 
+def test_artifacts_nothing_refers_to_are_removed(registry: Registry, home: Path, model_dir: Path,
+                                                tmp_path: Path) -> None:
+    """A model's files stay, and so do those a running instance uses; an orphan (its row and files), files
+    without a row, and a half-done put's staging copy go."""
+    kept = add_model(registry, model_dir).digest
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "score.py").write_text("v1")
+    running = registry.put_artifact(code).digest
+    (code / "score.py").write_text("v2")
+    orphan = registry.put_artifact(code).digest
+    stray = home / "artifacts" / "sha256" / ("f" * 64)
+    stray.mkdir()
+    (home / "artifacts" / ".staging-left-by-a-crash").mkdir()
+
+    removed = registry.remove_unused_artifacts(in_use={running})
+
+    assert removed == sorted([orphan, stray.name])
+    assert [p.name for p in stored_digests(home)] == sorted([kept, running])
+    assert not list((home / "artifacts").glob(".staging-*"))
+    with pytest.raises(NotFound):
+        registry.artifact_name(orphan)
+    assert registry.artifact_name(running) == "code" and registry.get_model("iris", "1").digest == kept
+
+
 def test_missing_artifact_name_is_not_found(registry: Registry) -> None:
     with pytest.raises(NotFound, match="artifact abc is not stored"):
         registry.artifact_name("abc")

@@ -53,11 +53,12 @@ def digest_of(src: Path) -> tuple[str, int, int]:
 class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / "sha256").mkdir(parents=True, exist_ok=True)
+        self._stored = root / "sha256"  # one folder per digest
+        self._stored.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
         """The folder holding the stored file or folder (itself under its original name)."""
-        return self.root / "sha256" / digest
+        return self._stored / digest
 
     def put(self, src: Path) -> Artifact:
         src = src.resolve()
@@ -86,12 +87,13 @@ class ArtifactStore:
 
     def digest_at(self, path: str) -> str | None:
         """The digest of the artifact that `path` lies in, None if it is not in this store."""
-        stored, where = self.root / "sha256", Path(path)
-        return where.relative_to(stored).parts[0] if where.is_relative_to(stored) and where != stored else None
+        where = Path(path)
+        inside = where.is_relative_to(self._stored) and where != self._stored
+        return where.relative_to(self._stored).parts[0] if inside else None
 
     def digests(self) -> set[str]:
         """Every artifact on disk."""
-        return {p.name for p in (self.root / "sha256").iterdir()}
+        return {p.name for p in self._stored.iterdir()}
 
     def discard_staging(self) -> None:
         """Copies that an interrupted `put` left half done (only safe while no put is running)."""

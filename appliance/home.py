@@ -1,9 +1,11 @@
 """The home folder ($APPLIANCE_HOME): where state lives, who owns it (one daemon), the admin token.
 
-Shared by the daemon (which owns the home) and the client (which reads the token and the URL)."""
+Shared by the daemon (which owns the home) and the client (which reads the token and the URL).
+Only its owner reads it: the folder is 0700, the daemon's own files 0600 (`tighten`)."""
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -12,6 +14,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 DEFAULT_HOME = "~/.appliance"
+# The daemon's own files in the home, owner only. Not artifacts/ (containers' non-root users read them
+# through bind mounts: the store keeps their modes), envs/ or cache/: the 0700 home keeps others out.
+PRIVATE_FILES = ("admin.token", "token.key", "secrets.key", "daemon.json", "daemon.lock", "appliance.duckdb",
+                 "appliance.duckdb.wal")
 
 
 def resolve(home: str | os.PathLike[str] | None = None) -> Path:
@@ -41,8 +47,8 @@ class Home:
 
     def lock(self) -> None:
         """Take the home for this process, or say who has it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle = (self.root / "daemon.lock").open("a+")
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle = os.fdopen(os.open(self.root / "daemon.lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -61,6 +67,33 @@ class Home:
         """The secret that signs endpoint tokens (auth_mode aml_token)."""
         return self._secret(self.root / "token.key").encode()
 
+    def secret_key(self) -> bytes:
+        """The 32-byte key that seals endpoint keys in the registry (AES-256-GCM): without this file, a
+        copy of the database reveals none."""
+        path = self.root / "secrets.key"
+        key = base64.urlsafe_b64decode(self._secret(path) + "=")
+        if len(key) != 32:
+            raise ValueError(f"{path} does not hold a 32-byte key (base64url, 43 characters)")
+        return key
+
+    def tighten(self) -> None:
+        """Owner only, whatever an earlier version left: the home 0700, the daemon's files 0600, logs/
+        (folders 0700, files 0600). Links are left alone."""
+        self.root.chmod(0o700)
+        for name in PRIVATE_FILES:
+            path = self.root / name
+            if path.is_file() and not path.is_symlink():
+                path.chmod(0o600)
+        if self.logs.is_dir() and not self.logs.is_symlink():
+            self.logs.chmod(0o700)
+            for folder, dirs, files in os.walk(self.logs):
+                for name in dirs:
+                    if not os.path.islink(os.path.join(folder, name)):
+                        os.chmod(os.path.join(folder, name), 0o700)
+                for name in files:
+                    if not os.path.islink(os.path.join(folder, name)):
+                        os.chmod(os.path.join(folder, name), 0o600)
+
     @staticmethod
     def _secret(path: Path) -> str:
         """Created once, readable by the owner only (0600)."""
@@ -73,7 +106,10 @@ class Home:
         return value
 
     def announce(self, url: str) -> None:
-        self.daemon_file.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")
+        fd = os.open(self.daemon_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # one left by an earlier version
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"url": url, "pid": os.getpid()}) + "\n")
 
     def release(self) -> None:
         self.daemon_file.unlink(missing_ok=True)

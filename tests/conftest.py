@@ -21,6 +21,12 @@ APPLIANCE = str(Path(sys.executable).parent / "appliance")
 sys.path.insert(0, str(ROOT / "examples" / "iris-onnx"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -73,10 +73,25 @@ def cli(ctx: click.Context, home: str | None, url: str | None) -> None:
                    "daemon, everything else as child processes).")
 @click.option("--base-image", envvar="APPLIANCE_BASE_IMAGE", default="python:3.11-slim", show_default=True,
               help="Base of the environment images the docker runtime builds.")
+@click.option("--request-log-max-mb", default=1024.0, show_default=True, type=click.FloatRange(1),
+              help="The request log's size cap: past it the writer deletes the oldest requests.")
+@click.option("--max-instances", type=click.IntRange(1, 10_000),
+              help="Most instances one deployment may ask for (default: 4 x CPUs).")
+@click.option("--max-connections", default=4096, show_default=True, type=click.IntRange(16, 1_000_000),
+              help="Open connections; past it the one idle longest is closed (503 when none is idle).")
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds for a request's line and headers to arrive (then 408).")
+@click.option("--body-timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds for a request's body to arrive once its headers have (then 408).")
+@click.option("--keepalive-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds an idle connection stays open between requests.")
 @click.pass_context
 def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless: bool, max_request_mb: float,
-       request_log: bool, request_log_retention: str, watch: bool, runtime: str | None, base_image: str) -> None:
+       request_log: bool, request_log_retention: str, watch: bool, runtime: str | None, base_image: str,
+       request_log_max_mb: float, max_instances: int | None, max_connections: int, header_timeout: float,
+       body_timeout: float, keepalive_timeout: float) -> None:
     """Start the daemon: control API and data plane in one process; state survives restarts."""
+    from appliance.daemon.connections import Limits
     from appliance.daemon.server import serve
     from appliance.home import resolve
 
@@ -84,8 +99,11 @@ def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless:
                                                                           "--request-log-retention")
     if not headless and sys.stdout.isatty():
         output.note("the terminal UI is not part of this build yet; serving headless (Ctrl-C stops)")
+    limits = Limits(header_timeout=header_timeout, body_timeout=body_timeout, keepalive_timeout=keepalive_timeout,
+                    max_connections=max_connections)
     sys.exit(serve(resolve(home_dir or ctx.obj["home"]), host, port, int(max_request_mb * 1024 * 1024),
-                   request_log, retention, watch, runtime, base_image))
+                   request_log, retention, watch, runtime, base_image, limits=limits, max_instances=max_instances,
+                   request_log_max_bytes=int(request_log_max_mb * 1024 * 1024)))
 
 
 @cli.command()
@@ -588,8 +606,8 @@ def duration(text: str, option: str) -> float:
         value = float(number) * units[unit]
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a duration like 30s, 5m or 2h", param_hint=option) from None
-    if value <= 0:
-        raise click.BadParameter(f"{text!r} must be positive", param_hint=option)
+    if not 0 < value < float("inf"):
+        raise click.BadParameter(f"{text!r} must be a positive, finite duration", param_hint=option)
     return value
 
 

@@ -1,5 +1,12 @@
 """The one ASGI app the daemon serves: data plane paths go straight to the router (no framework
-in between), everything else to the Litestar control API behind the admin token."""
+in between), everything else to the Litestar control API behind the admin token.
+
+Deny by default: a path is data plane only if it is spelled `/endpoints/...` (or the host is
+`{endpoint}.localhost`); anything else needs the admin token, whatever its spelling (`//api`, `/./api`,
+case, trailing dots: the framework may normalize what this check did not), except the few open paths
+below. The control API takes JSON bodies only and no foreign `Origin`, so no web page can drive it:
+a cross-site "simple" request (a form, `text/plain`) is refused before it is read.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,19 @@ from appliance.router import DataPlane
 Scope = dict[str, Any]
 
 
+# Open without the token: reads that reveal no secret (health, the OpenAPI schema).
+OPEN = frozenset({"/api/v1/health", "/api/v1/schema", "/api/v1/schema/openapi.json", "/api/v1/schema/openapi.yaml",
+                  "/api/v1/schema/openapi.yml"})
+JSON = (b"application/json", b"application/json;")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return v
+    return None
+
+
 def _host(scope: Scope) -> str:
     for k, v in scope["headers"]:
         if k == b"host":
@@ -24,15 +44,18 @@ def _host(scope: Scope) -> str:
 
 
 class Dispatcher:
-    def __init__(self, control_app: Any, dataplane: DataPlane, admin_token: str, bind_host: str) -> None:
+    def __init__(self, control_app: Any, dataplane: DataPlane, admin_token: str, bind_host: str, port: int) -> None:
         self.control_app = control_app
         self.dataplane = dataplane
         self.admin_token = admin_token.encode()
         self.hosts = {bind_host.lower(), "localhost", "127.0.0.1", "[::1]"}
+        self.origins = {f"http://{h}:{port}".encode() for h in self.hosts}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             return await self.control_app(scope, receive, send)
+        if scope["type"] != "http":  # websockets: nothing here speaks them
+            return await send({"type": "websocket.close", "code": 1008})
         host = _host(scope)
         path: str = scope["path"]
         if host.endswith(".localhost"):  # http://{endpoint}.localhost:8080/score
@@ -42,17 +65,34 @@ class Dispatcher:
         if path.startswith("/endpoints/"):
             endpoint, _, rest = path[len("/endpoints/"):].partition("/")
             return await self.dataplane(scope, receive, send, endpoint, rest)
-        if path.startswith("/api/") and not path.startswith("/api/v1/schema") and not self._admin(scope):
+        origin = _header(scope, b"origin")
+        if origin is not None and origin not in self.origins:
+            return await _refuse(send, 403, f"requests from origin {origin.decode('latin-1')!r} are refused: the "
+                                            "control API serves the appliance's own clients, not web pages")
+        open_path = path in OPEN and scope["method"] in ("GET", "HEAD")
+        if not open_path and not self._admin(scope):
             return await _refuse(send, 401, "the control API needs 'Authorization: Bearer <admin token>'; the "
                                             "token is in the admin.token file of the appliance home")
+        if _has_body(scope):
+            content_type = (_header(scope, b"content-type") or b"").lower().replace(b" ", b"")
+            if content_type != JSON[0] and not content_type.startswith(JSON[1]):
+                return await _refuse(send, 415, "the control API takes JSON bodies only "
+                                                "('Content-Type: application/json')")
         return await self.control_app(scope, receive, send)
 
     def _admin(self, scope: Scope) -> bool:
-        for k, v in scope["headers"]:
-            if k == b"authorization":
-                scheme, _, secret = v.partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(secret, self.admin_token)
-        return False
+        value = _header(scope, b"authorization")
+        if value is None:
+            return False
+        scheme, _, secret = value.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(secret, self.admin_token)
+
+
+def _has_body(scope: Scope) -> bool:
+    """A body announced (or a type for one): a request without either sends nothing to be read."""
+    length = _header(scope, b"content-length")
+    return (length is not None and length.strip() not in (b"", b"0")) or _header(scope, b"transfer-encoding") \
+        is not None or _header(scope, b"content-type") is not None
 
 
 async def _refuse(send: Any, status: int, message: str) -> None:

@@ -95,8 +95,10 @@ def model_signature(path: Path) -> tuple[str, dict[str, Any] | None]:
 
 class Control:
     def __init__(self, registry: Registry, supervisor: Supervisor, table: RoutingTable, token_secret: bytes,
-                 default_runtime: str | None = None, base_image: str = images.DEFAULT_BASE) -> None:
+                 default_runtime: str | None = None, base_image: str = images.DEFAULT_BASE,
+                 max_instances: int = 64) -> None:
         self.registry = registry
+        self.max_instances = max_instances  # per deployment: `appliance up --max-instances`
         self.supervisor = supervisor
         self.table = table
         self.token_secret = token_secret
@@ -277,6 +279,8 @@ class Control:
     def _put_deployment(self, spec: OnlineDeploymentSpec, create_only: bool,
                         created: list[str]) -> DeploymentRecord:
         endpoint = self.registry.get_endpoint(spec.endpoint_name)
+        if why := self._too_many(spec.instance_count):
+            raise SpecError(why, field="instance_count")
         existing = self.registry.find_deployment(endpoint.name, spec.name)
         if existing is not None and create_only:
             raise Conflict(f"deployment {spec.name!r} already exists on endpoint {endpoint.name!r}; use "
@@ -301,6 +305,12 @@ class Control:
             self.registry.add_event(kind, f"{spec.endpoint_name}/{spec.name}", model=stored.model,
                                     instance_count=spec.instance_count)
         return self.registry.put_deployment(stored, code_digest)
+
+    def _too_many(self, instance_count: int) -> str | None:
+        if instance_count <= self.max_instances:
+            return None
+        return (f"invalid value {instance_count}: this daemon runs at most {self.max_instances} instances of a "
+                "deployment (appliance up --max-instances)")
 
     def _resolve_model(self, ref: str | ModelSpec | None, default_name: str,
                        created: list[str]) -> ModelRecord | None:
@@ -364,7 +374,7 @@ class Control:
                             "(appliance endpoint get-credentials)", field="auth_mode")
         if not 60 <= ttl_seconds <= 86_400:
             raise SpecError(f"ttl {ttl_seconds}: a token lives from 60 to 86400 seconds", field="ttl")
-        token, expiry = tokens.issue(self.token_secret, endpoint, ttl_seconds)
+        token, expiry = tokens.issue(self.token_secret, endpoint, rec.id, ttl_seconds)
         return {"accessToken": token, "tokenType": "Bearer", "expiryTimeUtc": expiry,
                 "refreshAfterTimeUtc": expiry - ttl_seconds // 2}
 
@@ -474,6 +484,7 @@ class Control:
         self.table.put(EndpointRoute(
             name=endpoint, auth_mode=rec.spec.auth_mode,
             keys=(rec.primary_key.encode(), rec.secondary_key.encode()), token_secret=self.token_secret,
+            endpoint_id=rec.id,
             traffic=dict(rec.spec.traffic), mirror_traffic=dict(rec.spec.mirror_traffic),
             deployments=deployments))
 
@@ -484,6 +495,10 @@ class Control:
         plans = []
         for ep, name in deployments:
             rec = self.registry.get_deployment(ep, name)
+            if why := self._too_many(rec.spec.instance_count):  # stored by an older daemon, or a higher limit
+                self.supervisor.fail(self.plan(rec), f"instance_count: {why}; lower it with `appliance "
+                                                     f"deployment update {ep} {name} --set instance_count=N`")
+                continue
             plan = await self._prepare(self.plan(rec), rec, progress)
             if plan is not None:
                 plans.append(plan)

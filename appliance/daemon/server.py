@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -16,11 +18,13 @@ import uvicorn
 from appliance.builder import images
 from appliance.daemon.api import create_app
 from appliance.daemon.asgi import Dispatcher
+from appliance.daemon.connections import Limits, connection_cap, protocol_class, raise_fd_limit
 from appliance.daemon.control import Control
 from appliance.daemon.reload import HotReload
 from appliance.home import Home, HomeBusy
 from appliance.registry import Registry
 from appliance.registry.requestlog import RequestLogStore
+from appliance.registry.sealed import SealError
 from appliance.router import DataPlane, RoutingTable
 from appliance.runtime import Supervisor
 from appliance.runtime.container import remove_orphans
@@ -38,23 +42,43 @@ def _logging(home: Home) -> None:
     logging.getLogger("appliance").setLevel(logging.INFO)
 
 
+def default_max_instances() -> int:
+    """Instances a deployment may ask for unless `up --max-instances` says otherwise: what this machine
+    can run side by side (each is a process, or a model session in the daemon)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_bytes: int = 1_572_864,
           request_log: bool = True, request_log_retention: float | None = None, watch: bool = False,
-          runtime: str | None = None, base_image: str = images.DEFAULT_BASE) -> int:
+          runtime: str | None = None, base_image: str = images.DEFAULT_BASE, limits: Limits | None = None,
+          max_instances: int | None = None, request_log_max_bytes: int | None = None) -> int:
     home = Home(root)
     try:
         home.lock()
     except HomeBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    # Owner only, from here on: what this daemon creates in the home (DuckDB re-creates its WAL at every
+    # checkpoint; logs), and what an earlier version left 0755/0644. Artifacts keep their sources' modes
+    # (the store copies them), so containers' non-root users still read them; build contexts are read
+    # as root by the image build. Child processes (instances, pip) inherit it too.
+    os.umask(0o077)
+    home.tighten()
     _logging(home)
     token = home.admin_token()
-    registry = Registry(home.root)
+    try:
+        registry = Registry(home.root, home.secret_key())
+    except SealError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        home.release()
+        return 1
     run_dir = Path(tempfile.mkdtemp(prefix="appliance-"))  # short: Unix socket paths max out at 107 bytes
     supervisor = Supervisor(run_dir, home.logs, home=str(home.root))
     table = RoutingTable()
-    control = Control(registry, supervisor, table, home.signing_key(), runtime, base_image)
-    requests = RequestLog(RequestLogStore(registry), retention=request_log_retention)
+    control = Control(registry, supervisor, table, home.signing_key(), runtime, base_image,
+                      max_instances=max_instances or default_max_instances())
+    requests = RequestLog(RequestLogStore(registry), retention=request_log_retention,
+                          max_bytes=request_log_max_bytes)
     dataplane = DataPlane(table, requests if request_log else None, max_request_bytes)
     reload = HotReload(control, everything=watch)
     control.listeners.append(reload.sync)
@@ -85,8 +109,11 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
         log.info("stopped")
 
     app = create_app(control, requests, dataplane, base_url, [startup], [shutdown])
-    config = uvicorn.Config(Dispatcher(app, dataplane, token, host), host=host, port=port,
-                            lifespan="on", http="httptools", loop="uvloop", access_log=False,
+    limits = limits or Limits()
+    limits = dataclasses.replace(limits, max_connections=connection_cap(limits.max_connections, raise_fd_limit()))
+    config = uvicorn.Config(Dispatcher(app, dataplane, token, host, port), host=host, port=port,
+                            lifespan="on", http=protocol_class(limits), loop="uvloop", access_log=False,
+                            timeout_keep_alive=limits.keepalive_timeout,
                             log_level="warning", timeout_graceful_shutdown=10, server_header=False,
                             date_header=False, proxy_headers=False)
     server = uvicorn.Server(config)

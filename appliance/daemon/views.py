@@ -1,40 +1,74 @@
-"""JSON views of stored entities, joined with what the runtime knows."""
+"""JSON views of stored entities, joined with what the runtime knows. Each is a typed struct, so the
+control API's OpenAPI schema says exactly what it returns (and a fuzzer can hold it to that)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, Event, ModelRecord
 from appliance.runtime import DeploymentRuntime
+from appliance.specs import OnlineDeploymentSpec, OnlineEndpointSpec
 
 
-def model(rec: ModelRecord) -> dict[str, Any]:
-    return {**msgspec.to_builtins(rec), "id": rec.ref}
+def _utc(at: datetime) -> datetime:
+    """The registry keeps naive UTC times; the API writes them as RFC 3339 (`...Z`)."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def environment(rec: EnvironmentRecord) -> dict[str, Any]:
-    return {**msgspec.to_builtins(rec), "id": rec.ref}
+class ModelView(ModelRecord, kw_only=True):
+    id: str  # azureml:<name>:<version>
 
 
-def endpoint(rec: EndpointRecord, base_url: str) -> dict[str, Any]:
-    spec = msgspec.to_builtins(rec.spec)
-    spec.setdefault("traffic", {})
-    spec.setdefault("mirror_traffic", {})
-    spec.setdefault("auth_mode", "key")
-    return {**spec, "scoring_uri": f"{base_url}/endpoints/{rec.name}/score",
-            "swagger_uri": f"{base_url}/endpoints/{rec.name}/swagger.json",
-            "provisioning_state": "Succeeded",
-            "created_at": rec.created_at, "updated_at": rec.updated_at}
+class EnvironmentView(EnvironmentRecord, kw_only=True):
+    id: str
 
 
-def deployment(rec: DeploymentRecord, runtime: DeploymentRuntime | None, traffic: int) -> dict[str, Any]:
-    status = runtime.describe() if runtime else {"provisioning_state": "Creating", "error": None,
-                                                 "provider": None, "instances": []}
-    return {**msgspec.to_builtins(rec.spec), **status, "traffic": traffic,
-            "created_at": rec.created_at, "updated_at": rec.updated_at}
+class EndpointView(OnlineEndpointSpec, kw_only=True):
+    scoring_uri: str
+    swagger_uri: str
+    provisioning_state: str
+    created_at: datetime
+    updated_at: datetime
 
 
-def event(ev: Event) -> dict[str, Any]:
-    return msgspec.to_builtins(ev)
+class DeploymentView(OnlineDeploymentSpec, kw_only=True):
+    provisioning_state: str  # Azure's: Creating, Updating, Succeeded, Failed
+    error: str | None
+    provider: str | None  # the instances' execution providers, e.g. CPUExecutionProvider
+    instances: list[dict[str, Any]]  # name, state, pid, provider, restarts, outstanding, error, log, ...
+    traffic: int  # percent of the endpoint's live traffic
+    created_at: datetime
+    updated_at: datetime
+
+
+def model(rec: ModelRecord) -> ModelView:
+    return ModelView(**{**msgspec.structs.asdict(rec), "created_at": _utc(rec.created_at)}, id=rec.ref)
+
+
+def environment(rec: EnvironmentRecord) -> EnvironmentView:
+    return EnvironmentView(**{**msgspec.structs.asdict(rec), "created_at": _utc(rec.created_at)}, id=rec.ref)
+
+
+def endpoint(rec: EndpointRecord, base_url: str) -> EndpointView:
+    return EndpointView(**msgspec.structs.asdict(rec.spec), scoring_uri=f"{base_url}/endpoints/{rec.name}/score",
+                        swagger_uri=f"{base_url}/endpoints/{rec.name}/swagger.json",
+                        provisioning_state="Succeeded",
+                        created_at=_utc(rec.created_at), updated_at=_utc(rec.updated_at))
+
+
+def deployment(rec: DeploymentRecord, runtime: DeploymentRuntime | None, traffic: int) -> DeploymentView:
+    status = runtime.describe() if runtime else {}
+    spec = msgspec.structs.asdict(rec.spec)
+    if status.get("runtime"):  # what it runs on, once chosen (the spec's may be unset)
+        spec["runtime"] = status["runtime"]
+    return DeploymentView(**spec, provisioning_state=status.get("provisioning_state", "Creating"),
+                          error=status.get("error"), provider=status.get("provider"),
+                          instances=status.get("instances", []), traffic=traffic,
+                          created_at=_utc(rec.created_at), updated_at=_utc(rec.updated_at))
+
+
+def event(ev: Event) -> Event:
+    return msgspec.structs.replace(ev, at=_utc(ev.at))

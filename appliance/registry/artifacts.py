@@ -3,14 +3,20 @@ folder the content was registered from (Azure keeps that name beneath AZUREML_MO
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from appliance.specs import SpecError
 
 _CHUNK = 1 << 20
+_TOP = PurePosixPath()  # the path inside an artifact of a single file
 
 
 @dataclass(frozen=True)
@@ -36,18 +42,132 @@ def _walk(src: Path) -> list[Path]:
     return sorted(p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
+def _manifest(name: str, entries: list[tuple[PurePosixPath, bool, str]]) -> str:
+    """The digest of a file or folder called `name` from its files: (path inside, executable, sha256);
+    a single file's path is empty."""
+    manifest = hashlib.sha256(name.encode() + b"\0")
+    for rel, executable, sha in sorted(entries, key=lambda e: e[0].parts):
+        manifest.update(f"{'' if rel == _TOP else rel.as_posix()}\0{int(executable)}\0{sha}\n".encode())
+    return manifest.hexdigest()
+
+
 def digest_of(src: Path) -> tuple[str, int, int]:
     """(digest, bytes, files) of a file or a folder, over names, modes and contents."""
     src = src.resolve()
-    manifest = hashlib.sha256(src.name.encode() + b"\0")
+    entries: list[tuple[PurePosixPath, bool, str]] = []
     size = 0
     files = _walk(src)
     for f in files:
-        rel = f.relative_to(src).as_posix() if src.is_dir() else ""
-        executable = os.access(f, os.X_OK)
-        manifest.update(f"{rel}\0{int(executable)}\0{_file_sha256(f)}\n".encode())
+        rel = PurePosixPath(f.relative_to(src).as_posix()) if src.is_dir() else _TOP
+        entries.append((rel, os.access(f, os.X_OK), _file_sha256(f)))
         size += f.stat().st_size
-    return manifest.hexdigest(), size, len(files)
+    return _manifest(src.name, entries), size, len(files)
+
+
+def _inside(src: Path, rel: PurePosixPath) -> str:
+    return src.name if rel == _TOP else rel.as_posix()
+
+
+def _link_error(src: Path, rel: PurePosixPath, message: str) -> SpecError:
+    return SpecError(f"symbolic link {rel.as_posix()!r} {message}", source=str(src))
+
+
+def _read_error(src: Path, rel: PurePosixPath, exc: OSError) -> SpecError:
+    return SpecError(f"cannot read {_inside(src, rel)!r}: {exc.strerror or exc}", source=str(src))
+
+
+def _copy_file(src: Path, rel: PurePosixPath, origin: Path, dest: Path | None) -> tuple[str, int, bool]:
+    """Copies the regular file `origin` (no link: resolved already) to `dest`, hashing the bytes written
+    (with no `dest`, only hashes). Returns (sha256, size, executable) of the copy (or of `origin`)."""
+    try:
+        fd = os.open(origin, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise _read_error(src, rel, exc) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped for something else since it was looked at
+            raise SpecError(f"{_inside(src, rel)!r} is not a regular file or a folder", source=str(src))
+        h = hashlib.sha256()
+        size = 0
+        with dest.open("xb") if dest is not None else contextlib.nullcontext() as out:
+            while True:
+                try:
+                    chunk = f.read(_CHUNK)
+                except OSError as exc:
+                    raise _read_error(src, rel, exc) from None
+                if not chunk:
+                    break
+                h.update(chunk)
+                if out is not None:
+                    out.write(chunk)
+                size += len(chunk)
+    if dest is None:
+        return h.hexdigest(), size, os.access(origin, os.X_OK)
+    os.chmod(dest, stat.S_IMODE(st.st_mode))
+    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return h.hexdigest(), size, os.access(dest, os.X_OK)
+
+
+def _copy(src: Path, dest: Path | None) -> tuple[str, int, int]:
+    """Copies the file or folder `src` (resolved) to `dest` and returns (digest, bytes, files) of what
+    was written (with no `dest`, of `src` as read). In a folder, `__pycache__` is skipped; a symbolic link
+    that stays inside `src` is stored as a copy of its target; one that leads outside, dangles or loops is
+    refused (a SpecError)."""
+    entries: list[tuple[PurePosixPath, bool, str]] = []
+    size = 0
+    if not src.is_dir():
+        if not src.exists():
+            raise SpecError("the path does not exist", source=str(src))
+        sha, size, executable = _copy_file(src, _TOP, src, dest)
+        return _manifest(src.name, [(_TOP, executable, sha)]), size, 1
+    # (real folder to read, its path inside the artifact, the real folders it lies in: a link back is a loop)
+    pending: list[tuple[Path, PurePosixPath, tuple[Path, ...]]] = [(src, _TOP, (src,))]
+    folders: list[tuple[Path, Path]] = []  # (origin, copy): modes and times set last
+    if dest is not None:
+        dest.mkdir()
+        folders.append((src, dest))
+    while pending:
+        folder, rel_folder, ancestors = pending.pop()
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise _read_error(src, rel_folder, exc) from None
+        for child in children:
+            if child.name == "__pycache__":
+                continue
+            rel = rel_folder / child.name
+            origin = Path(child.path)
+            if child.is_symlink():
+                try:
+                    origin = origin.resolve(strict=True)
+                except FileNotFoundError:
+                    raise _link_error(src, rel, f"is dangling: {os.readlink(child.path)!r} does not exist") from None
+                except (OSError, RuntimeError):  # ELOOP (RuntimeError before Python 3.13)
+                    raise _link_error(src, rel, "is a loop of links") from None
+                if not origin.is_relative_to(src):
+                    raise _link_error(src, rel, f"points to {str(origin)!r}, outside the folder being registered; "
+                                                "copy the file into the folder instead")
+                if origin in ancestors:
+                    raise _link_error(src, rel, f"points to {str(origin)!r}, a folder that contains it: a loop")
+            target = dest / rel.as_posix() if dest is not None else None
+            try:
+                st = origin.stat()
+            except OSError as exc:
+                raise _read_error(src, rel, exc) from None
+            if stat.S_ISDIR(st.st_mode):
+                if target is not None:
+                    target.mkdir()
+                    folders.append((origin, target))
+                pending.append((origin, rel, (*ancestors, origin)))
+            elif stat.S_ISREG(st.st_mode):
+                sha, n, executable = _copy_file(src, rel, origin, target)
+                entries.append((rel, executable, sha))
+                size += n
+            else:
+                raise SpecError(f"{rel.as_posix()!r} is not a regular file or a folder", source=str(src))
+    for origin, target in reversed(folders):  # innermost first: a read-only folder is filled already
+        shutil.copystat(origin, target)
+    return _manifest(src.name, entries), size, len(entries)
 
 
 class ArtifactStore:
@@ -61,22 +181,27 @@ class ArtifactStore:
         return self._stored / digest
 
     def put(self, src: Path) -> Artifact:
+        """Stores a file or folder (a link given here is followed first): copied into staging while
+        hashed, so the digest names exactly the bytes stored even if the source changes meanwhile."""
         src = src.resolve()
-        digest, size, files = digest_of(src)
-        dest = self.path(digest)
-        if dest.exists():
+        digest, size, files = _copy(src, None)  # as it reads now: stored already, nothing to copy
+        if self.path(digest).exists():
             return Artifact(digest, src.name, size, files, created=False)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         staging.chmod(0o755)  # mkdtemp's 0700 would hide the content from containers' non-root users
         try:
-            if src.is_dir():
-                shutil.copytree(src, staging / src.name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(src, staging / src.name)
-            os.rename(staging, dest)
-        except FileExistsError:  # a concurrent put of the same content won
-            shutil.rmtree(staging, ignore_errors=True)
-            return Artifact(digest, src.name, size, files, created=False)
+            digest, size, files = _copy(src, staging / src.name)
+            dest = self.path(digest)
+            if dest.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+                return Artifact(digest, src.name, size, files, created=False)
+            try:
+                os.rename(staging, dest)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not dest.exists():
+                    raise
+                shutil.rmtree(staging, ignore_errors=True)  # a concurrent put of the same content won
+                return Artifact(digest, src.name, size, files, created=False)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -41,7 +41,8 @@ class EnvironmentRecord(Struct, kw_only=True):
 
 class EndpointRecord(Struct, kw_only=True):
     spec: OnlineEndpointSpec
-    primary_key: str
+    id: str  # random, given at creation: a re-created endpoint of the same name has another (tokens sign it)
+    primary_key: str  # plaintext here; sealed in the database
     secondary_key: str
     created_at: datetime
     updated_at: datetime

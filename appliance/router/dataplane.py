@@ -11,12 +11,14 @@ import asyncio
 import hmac
 import logging
 import random
+import re
 import time
 import weakref
 import zlib
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import msgspec
 
@@ -42,6 +44,13 @@ _DROP_BACK = {b"content-length", b"connection", b"keep-alive", b"transfer-encodi
               INPUT_ERROR, b"x-request-id"}  # the router sets x-request-id itself
 MAX_MIRRORS_IN_FLIGHT = 256
 MAX_ID = 100  # longer request ids get 431, as from Azure's inference server
+MAX_ECHO = 64  # a name or path from the caller is quoted back at most this long in a message
+# The routes an instance serves, and their methods (azmlinfsrv's for /score: GET, POST, OPTIONS).
+# Anything else is refused here, so an instance never sees a path it doesn't serve.
+_GET, _POST = (frozenset({"GET"}), b"GET"), (frozenset({"POST"}), b"POST")
+_ROUTES = {"score": (frozenset({"GET", "POST", "OPTIONS"}), b"GET, POST, OPTIONS"), "swagger.json": _GET,
+           "": _GET, "v2": _GET, "v2/health/live": _GET, "v2/health/ready": _GET}
+_UNSAFE = re.compile(r"[^\x21-\x7e]|[?#%]").search  # what can't go into a request line as it is
 _UUID4_MASK = ~(0xF000 << 64 | 0xC000 << 48)  # the version nibble and the variant's two bits
 _UUID4_BITS = 0x4000 << 64 | 0x8000 << 48
 _getrandbits = random.getrandbits
@@ -80,6 +89,9 @@ class DataPlane:
         self.max_body_bytes = max_body_bytes
         self.mirrors_in_flight = 0
         self.mirrors_dropped = 0
+        # Strangers' requests cost no request-log row (anyone can send them, as fast as they like): counted.
+        self.refused_unknown_endpoint = 0
+        self.refused_unauthenticated = 0
         self._gates: weakref.WeakKeyDictionary[DeploymentRuntime, Gate] = weakref.WeakKeyDictionary()
         self._random = random.random
 
@@ -87,18 +99,26 @@ class DataPlane:
         headers = scope["headers"]
         req = _Request(endpoint, _request_id(headers), time.time())
         reply: Headers = [(b"x-request-id", req.request_id)]
-        target = "/" + rest + _query(scope)
         v2 = rest.startswith("v2")
         content_type: bytes | None = b"application/json"
         mirror: tuple[DeploymentRuntime, str, Headers] | None = None
+        known = False  # the caller named an endpoint and proved it may call it: only then a request-log row
         try:
+            route = self.table.endpoints.get(endpoint)
+            if route is None:
+                self.refused_unknown_endpoint += 1
+                raise HTTPError(404, f"endpoint {_clip(endpoint)!r} does not exist")
+            try:
+                req.key_id = _authenticate(route, headers)
+            except HTTPError:
+                self.refused_unauthenticated += 1
+                raise
+            known = True
             for name in (b"x-request-id", b"x-ms-client-request-id"):
                 if len(_header(headers, name) or b"") > MAX_ID:
                     raise HTTPError(431, f"{name.decode()} must not exceed {MAX_ID} characters")
-            route = self.table.endpoints.get(endpoint)
-            if route is None:
-                raise HTTPError(404, f"endpoint {endpoint!r} does not exist")
-            req.key_id = _authenticate(route, headers)
+            method = scope["method"]
+            target = ("/score" if rest == "score" and method == "POST" else _target(rest, method)) + _query(scope)
             req.body = await self._body(receive, headers)
             if v2 and rest.rstrip("/") == "v2/health/live":
                 status, payload = 200, b'{"live":true}'
@@ -109,7 +129,7 @@ class DataPlane:
                 forwarded = _forwarded(headers, req.request_id)
                 if not pinned and route.mirror and self._random() * 100 < route.mirror[1]:
                     mirror = route.deployments[route.mirror[0]], route.mirror[0], forwarded
-                response = await self._forward(deployment, req, scope["method"], target, forwarded)
+                response = await self._forward(deployment, req, method, target, forwarded)
                 status, payload, content_type = response.status, response.body, None
                 reply += [(k, v) for k, v in response.headers if k not in _DROP_BACK]
                 if status != 200 and rest == "score" and response.header(INPUT_ERROR) is None:
@@ -117,24 +137,31 @@ class DataPlane:
                     reply += [(b"ms-azureml-model-error-statuscode", str(status).encode()),
                               (b"ms-azureml-model-error-reason", _phrase(status).encode())]
                     status = 424
+                elif status >= 500:
+                    log.warning("request %s to %s/%s: the instance answered %d", _id(req), endpoint, req.deployment,
+                                status)
         except HTTPError as exc:
             status = exc.status
             payload = msgspec.json.encode({"error": exc.message} if v2 else {"message": exc.message})
             reply += exc.headers
         except OSError as exc:
-            log.warning("request %s to %s/%s failed: %s", req.request_id.decode(), endpoint, req.deployment, exc)
-            message = f"the deployment's instance did not answer ({exc}); request id {req.request_id.decode()}"
+            log.warning("request %s to %s/%s failed: %s", _id(req), endpoint, req.deployment, exc)
+            message = f"the deployment's instance did not answer ({exc}); request id {_id(req)}"
             status, payload = 502, msgspec.json.encode({"error": message} if v2 else {"message": message})
+        except Exception:  # a fault of ours, whatever came in: said, with the id the caller got
+            log.exception("request %s to %s/%s failed", _id(req), _clip(endpoint), req.deployment)
+            message = f"an unexpected error occurred in the router; request id {_id(req)}"
+            status, payload = 500, msgspec.json.encode({"error": message} if v2 else {"message": message})
         if _header(reply, b"x-ms-request-id") is None:  # a script's worker sets its own, as azmlinfsrv does
             reply.append((b"x-ms-request-id", req.request_id))
         # The row is taken just before the answer goes out, not after: code run right after the socket
         # write runs on cold caches here (measured: the same row cost about 3 µs more a request after).
-        row = self._row(req, status, payload)
+        row = self._row(req, status, payload) if known else None
         if mirror is None:
             self._record(row)
         await _send(send, status, payload, reply, content_type)
         if mirror:  # the live answer is out: now, and only now, the copy (recorded with the live row)
-            await self._mirror(*mirror, req, scope["method"], target, row, payload)
+            await self._mirror(*mirror, req, method, target, row, payload)
 
     async def _forward(self, deployment: DeploymentRuntime, req: _Request, method: str, target: str,
                        forwarded: Headers) -> Response:
@@ -193,6 +220,9 @@ class DataPlane:
             status = exc.status
         except OSError:
             status = 502
+        except Exception:
+            log.exception("mirrored copy of request %s to %s/%s failed", _id(req), req.endpoint, name)
+            status = 500
         finally:
             self.mirrors_in_flight -= 1
         if row is not None:
@@ -212,9 +242,9 @@ class DataPlane:
 
     async def _body(self, receive: Receive, headers: Headers) -> bytes:
         for k, v in headers:
-            if k == b"content-length" and v.isdigit() and int(v) > self.max_body_bytes:
-                raise HTTPError(413, f"the request body is {int(v)} bytes; the limit is {self.max_body_bytes} "
-                                     "(appliance up --max-request-mb)")
+            if k == b"content-length" and v.isdigit() and (len(v) > 18 or int(v) > self.max_body_bytes):
+                raise HTTPError(413, f"the request body is {_clip(v.decode())} bytes; the limit is "
+                                     f"{self.max_body_bytes} (appliance up --max-request-mb)")
         chunks: list[bytes] = []
         size, more = 0, True
         while more:
@@ -244,7 +274,7 @@ def _choose(route: EndpointRoute, headers: Headers,
         deployment = route.deployments.get(name)
         if deployment is None:
             known = ", ".join(sorted(route.deployments)) or "none"
-            raise HTTPError(404, f"deployment {name!r} (from the {PIN.decode()} header) does not exist on "
+            raise HTTPError(404, f"deployment {_clip(name)!r} (from the {PIN.decode()} header) does not exist on "
                                  f"endpoint {route.name!r}; its deployments are: {known}")
         return name, deployment, True
     name = route.split.choose(uniform())
@@ -253,6 +283,38 @@ def _choose(route: EndpointRoute, headers: Headers,
                              "one deployment with positive weight values or use a deployment specific "
                              "header to route.")
     return name, route.deployments[name], False
+
+
+def _target(rest: str, method: str) -> str:
+    """The instance's path for a data-plane path (after /endpoints/{endpoint}/), once the path is one an
+    instance serves (404 otherwise) and the method one it allows there (405, with `Allow`). A V2 path
+    beyond the routes below goes as it is (a custom image may serve more), quoted if it must be."""
+    allowed = _ROUTES.get(rest)
+    if allowed is None and rest.startswith("v2/"):
+        parts = rest.rstrip("/").split("/")
+        if parts[1:2] == ["models"] and len(parts) > 2:
+            tail = parts[5:] if parts[3:4] == ["versions"] and len(parts) > 4 else parts[3:]
+            allowed = _POST if tail == ["infer"] else _GET if tail in ([], ["ready"]) else None
+        elif rest.rstrip("/") in _ROUTES:
+            allowed = _ROUTES[rest.rstrip("/")]
+        if allowed is None:
+            return "/" + (quote(rest, safe="/") if _UNSAFE(rest) else rest)
+    if allowed is None:
+        raise HTTPError(404, f"no route /{_clip(rest)}: an endpoint serves /score, /swagger.json and /v2/... "
+                             "(Open Inference Protocol)")
+    if method not in allowed[0]:
+        raise HTTPError(405, f"{_clip(method)} is not allowed on /{_clip(rest)}; allowed: {allowed[1].decode()}",
+                        [(b"allow", allowed[1])])
+    return "/" + (quote(rest, safe="/") if _UNSAFE(rest) else rest)
+
+
+def _clip(text: str) -> str:
+    """A caller's name or path, quoted back in a message no longer than it need be."""
+    return text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "..."
+
+
+def _id(req: _Request) -> str:
+    return req.request_id.decode(errors="replace")
 
 
 def _pick(name: str, deployment: DeploymentRuntime, skip: set[str]) -> Instance:
@@ -277,7 +339,7 @@ def _authenticate(route: EndpointRoute, headers: Headers) -> str:
                              f"`appliance endpoint {'get-credentials' if how == 'key' else 'get-token'}`)",
                         challenge)
     if route.auth_mode != "key":
-        why = tokens.verify(route.token_secret, route.name, secret)
+        why = tokens.verify(route.token_secret, route.name, route.endpoint_id, secret)
         if why:
             raise HTTPError(401, why, challenge)
         return "token"

@@ -19,6 +19,7 @@ class EndpointRoute:
     auth_mode: str
     keys: tuple[bytes, bytes]  # key mode: primary and secondary
     token_secret: bytes  # token mode: the daemon's signing secret
+    endpoint_id: str  # token mode: what a token must name besides the endpoint (new when re-created)
     traffic: Mapping[str, int]
     mirror_traffic: Mapping[str, int]
     deployments: Mapping[str, DeploymentRuntime]

@@ -7,6 +7,7 @@ A scoring script's deployment answers every path but those two as azmlinfsrv doe
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -24,8 +25,10 @@ Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]  # status, content t
 
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
+MAX_ECHO = 64  # a name or path from the request is quoted back at most this long in a message
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
+log = logging.getLogger("appliance.scoring")
 
 
 def _json(status: int, value: Any, *extra: tuple[bytes, bytes]) -> Reply:
@@ -56,8 +59,12 @@ class Worker:
             # Every other path is azmlinfsrv's, its 404s and 405s included.
             status, headers, payload = await self.script.handle(scope, body)
         else:
-            status, ctype, payload, extra = self.handle(scope["method"], scope["path"], body,
-                                                        _header(scope, b"inference-header-content-length"))
+            try:
+                status, ctype, payload, extra = self.handle(scope["method"], scope["path"], body,
+                                                            _header(scope, b"inference-header-content-length"))
+            except Exception as exc:  # a fault of the worker's: JSON too, and the reason in its log
+                log.exception("%s %s failed", scope["method"], _clip(scope["path"]))
+                status, ctype, payload, extra = _json(500, {"message": f"the worker failed: {type(exc).__name__}"})
             headers = [(b"content-type", ctype), (b"content-length", str(len(payload)).encode()), *extra]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
@@ -86,15 +93,15 @@ class Worker:
                 return _json(404, {"error": "this deployment serves a scoring script; the Open Inference "
                                             "Protocol is served by no-code ONNX deployments"})
             return self.v2(method, path, body, json_length)
-        return _json(404, {"message": f"no route {method} {path}"})
+        return _json(404, {"message": f"no route {method} {_clip(path)}"})
 
     def score(self, body: bytes) -> Reply:
         assert self.model is not None
         started = time.perf_counter()
         try:
             payload = _decode(body)
-        except msgspec.DecodeError as exc:
-            return _json(400, {"message": f"the request body is not valid JSON: {exc}"},
+        except (msgspec.DecodeError, RecursionError) as exc:
+            return _json(400, {"message": f"the request body is not valid JSON: {_why(exc)}"},
                          (b"x-appliance-input-error", b"1"))
         try:
             result = self.model.predict(payload)
@@ -116,14 +123,14 @@ class Worker:
         if parts == []:
             return _json(200, {"name": "appliance", "version": self.version, "extensions": []})
         if len(parts) < 2 or parts[0] != "models":
-            return _json(404, {"error": f"no route {method} {path}"})
+            return _json(404, {"error": f"no route {method} {_clip(path)}"})
         model, rest = parts[1], parts[2:]
         if model != self.name:
-            return _json(404, {"error": f"model {model!r} is not served here; this deployment serves "
+            return _json(404, {"error": f"model {_clip(model)!r} is not served here; this deployment serves "
                                         f"{self.name!r}"})
         if rest[:1] == ["versions"]:
             if len(rest) < 2 or rest[1] != self.version:
-                return _json(404, {"error": f"model {model!r} has no version {rest[1:2]}; served "
+                return _json(404, {"error": f"model {model!r} has no version {_clip(str(rest[1:2]))}; served "
                                             f"version is {self.version!r}"})
             rest = rest[2:]
         if rest == [] and method == "GET":
@@ -135,13 +142,14 @@ class Worker:
         if rest == ["infer"] and method == "POST":
             try:
                 # Triton's binary extension: a JSON header of this length, then raw tensor bytes.
-                split = int(json_length) if json_length and json_length.isdigit() else len(body)
+                split = int(json_length) if json_length and json_length.isdigit() and len(json_length) < 16 \
+                    else len(body)
                 request = _decode(body[:split])
                 if not isinstance(request, dict):
                     raise BadInput("the request must be a JSON object with \"inputs\"")
                 outputs = self.model.infer_v2(request, body[split:])
-            except msgspec.DecodeError as exc:
-                return _json(400, {"error": f"the request body is not valid JSON: {exc}"})
+            except (msgspec.DecodeError, RecursionError) as exc:
+                return _json(400, {"error": f"the request body is not valid JSON: {_why(exc)}"})
             except BadInput as exc:
                 return _json(400, {"error": str(exc)})
             except Exception as exc:
@@ -150,7 +158,15 @@ class Worker:
             if "id" in request:
                 reply["id"] = request["id"]
             return _json(200, reply)
-        return _json(404, {"error": f"no route {method} {path}"})
+        return _json(404, {"error": f"no route {method} {_clip(path)}"})
+
+
+def _why(exc: Exception) -> str:
+    return "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "..."
 
 
 def _header(scope: dict[str, Any], name: bytes) -> bytes | None:

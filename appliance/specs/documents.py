@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
-from appliance.specs import names
+from appliance.specs import names, yamlsafe
 from appliance.specs.entities import (
     KINDS,
     EnvironmentSpec,
@@ -157,14 +156,7 @@ def parse(body: Any, source: str, base: Path | None = None) -> Document:
 def read_yaml(path: str | Path) -> list[dict[str, Any]]:
     """The documents of a YAML file (`---` separates several), unvalidated."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"cannot read file: {exc.strerror}", source=str(path)) from None
-    try:
-        bodies = [b for b in yaml.safe_load_all(text) if b is not None]
-    except yaml.YAMLError as exc:
-        raise SpecError(f"not valid YAML: {exc}", source=str(path)) from None
+    bodies = [b for b in yamlsafe.read_all(path) if b is not None]
     if not bodies:
         raise SpecError("the file holds no document", source=str(path))
     return bodies
@@ -212,7 +204,13 @@ def _check(spec: Any, base: Path) -> Any:
         split_ref(spec.environment, "environment")
     if spec.code_configuration:
         code = Path(_abs(base, spec.code_configuration.code) or "")
-        script = code / spec.code_configuration.scoring_script
+        value = spec.code_configuration.scoring_script
+        script = code / value
+        # Resolved (`..`, symlinks) it must stay inside code: that folder is what gets stored and mounted.
+        if not script.resolve().is_relative_to(code) or Path(value).is_absolute():
+            raise SpecError(f"scoring script {value!r} resolves to {str(script.resolve())!r}, outside the code "
+                            f"folder {str(code)!r}: give a path inside the code folder, relative to it",
+                            field="code_configuration.scoring_script")
         if not script.is_file():
             raise SpecError(f"scoring script {str(script)!r} does not exist",
                             field="code_configuration.scoring_script")
@@ -245,10 +243,9 @@ def _check_environment(spec: EnvironmentSpec, base: Path, prefix: str) -> Enviro
         if not path.is_file():
             raise SpecError(f"conda file {str(path)!r} does not exist", field=prefix + "conda_file")
         try:
-            spec.conda_file = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SpecError(f"conda file {str(path)!r} is not valid YAML: {exc}",
-                            field=prefix + "conda_file") from None
+            spec.conda_file = yamlsafe.load(yamlsafe.read_text(path), str(path)) or {}
+        except SpecError as exc:
+            raise SpecError(f"conda file {str(path)!r}: {exc.message}", field=prefix + "conda_file") from None
     if spec.build is not None:
         spec.build.path = _abs(base, spec.build.path) or spec.build.path
     if spec.image is None and spec.build is None:
@@ -287,10 +284,15 @@ def split_ref(value: str, field_name: str) -> tuple[str, str | None]:
 
 def set_field(body: dict[str, Any], dotted: str, value: str) -> None:
     """`--set request_settings.max_queue_wait_ms=100`: a YAML-typed value at a dotted path."""
+    try:  # parsed first: a refused value leaves `body` as it was
+        parsed = yamlsafe.load(value)
+    except SpecError as exc:
+        shown = value if len(value) <= 200 else value[:200] + "..."
+        raise SpecError(f"invalid value {shown!r}: {exc.message}", field=dotted) from None
     *parents, last = dotted.split(".")
     for part in parents:
         child = body.setdefault(part, {})
         if not isinstance(child, dict):
             raise SpecError(f"{part!r} is not a mapping, so {dotted!r} can't be set", field=dotted)
         body = child
-    body[last] = yaml.safe_load(value)
+    body[last] = parsed

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from appliance.registry.requestlog import RequestLogStore
 from appliance.telemetry.events import RequestEvent, rows
@@ -26,24 +27,29 @@ log = logging.getLogger("appliance.telemetry")
 
 NICE = 10  # CFS weight 110 against 1024: about a tenth of a contended core, several times what it needs
 PRUNE_EVERY = 60.0  # s; more often for a retention under 4 minutes, so rows never outlive it by much
+SIZE_EVERY = 1.0  # s between checks of the size cap while rows are written
 
 
 class RequestLog:
     """Counters, in events (a mirrored request's event is two rows): `written`; `failed` (the store
     refused their batch; logged, never raised); `dropped` (the oldest waiting events, shed beyond
     `max_pending`, and events recorded after `close`). And `pruned`, in rows: those deleted for being
-    older than `retention` seconds (None keeps every row)."""
+    older than `retention` seconds (None keeps every row), or the oldest, once the database is past
+    `max_bytes` (None: no cap)."""
 
     def __init__(self, store: RequestLogStore, batch: int = 20_000, interval: float = 1.0, *,
-                 max_pending: int = 1_000_000, retention: float | None = None) -> None:
+                 max_pending: int = 1_000_000, retention: float | None = None,
+                 max_bytes: int | None = None) -> None:
         self.store = store
         self.batch = batch
         self.interval = interval
         self.max_pending = max_pending
         self.retention = retention
         self.prune_every = min(PRUNE_EVERY, retention / 4) if retention else PRUNE_EVERY
+        self.max_bytes = max_bytes
         self.pruned = 0
         self._next_prune = 0.0  # time.monotonic(): the first pass prunes
+        self._next_size_check = 0.0
         self.written = 0
         self.failed = 0
         self.dropped = 0
@@ -121,15 +127,19 @@ class RequestLog:
             self._drain()
             if stopping:
                 return
-            if self.retention is not None and time.monotonic() >= self._next_prune:
-                self._next_prune = time.monotonic() + self.prune_every
-                self._prune(self.retention)
+            now = time.monotonic()
+            if self.retention is not None and now >= self._next_prune:
+                self._next_prune = now + self.prune_every
+                self._prune(f"rows older than {self.retention:.0f} s", self.store.prune, self.retention)
+            if self.max_bytes is not None and now >= self._next_size_check:
+                self._next_size_check = now + SIZE_EVERY
+                self._prune(f"rows past the size cap of {self.max_bytes} bytes", self.store.shrink, self.max_bytes)
 
-    def _prune(self, retention: float) -> None:
+    def _prune(self, what: str, delete: Callable[[float], int], limit: float) -> None:
         try:
-            self.pruned += self.store.prune(retention)
+            self.pruned += delete(limit)
         except Exception as exc:  # like a failed write: said, never raised
-            log.warning("request log: rows older than %.0f s not deleted: %s", retention, exc)
+            log.warning("request log: %s not deleted: %s", what, exc)
 
     def _drain(self) -> None:
         """Write what waits now, then release the flush() calls made before it started."""

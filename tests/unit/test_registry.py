@@ -20,6 +20,8 @@ from appliance.specs import (
     RequestSettings,
 )
 
+KEY = b"k" * 32  # the home's secrets.key: seals endpoint keys
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
@@ -30,7 +32,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def registry(home: Path) -> Iterator[Registry]:
-    reg = Registry(home)
+    reg = Registry(home, KEY)
     yield reg
     reg.close()
 
@@ -80,12 +82,12 @@ def test_migration_is_recorded(registry: Registry, home: Path) -> None:
 
 
 def test_reopening_keeps_data_and_does_not_reapply(home: Path, model_dir: Path) -> None:
-    first = Registry(home)
+    first = Registry(home, KEY)
     add_model(first, model_dir)
     first.close()
     applied = migrations_applied(home)
 
-    again = Registry(home)
+    again = Registry(home, KEY)
     try:
         assert again.schema_version == LATEST
         assert [m.version for m in again.list_models("iris")] == ["1"]
@@ -113,7 +115,7 @@ def test_a_request_log_written_before_migrations_3_and_4_keeps_its_rows_ids_and_
                    "'0123456789abcdef'), "
                    "(TIMESTAMP '2026-01-04', 'gone', 'ep', 'blue', 'blue-1', false, 200, 1.0, 1, 2, 'primary', '')")
         db.execute("DELETE FROM request_log WHERE request_id = 'gone'")  # the sequence went past it
-    reg = Registry(home)
+    reg = Registry(home, KEY)
     try:
         assert reg.schema_version == LATEST
         store = RequestLogStore(reg)
@@ -299,12 +301,12 @@ def test_nested_transaction_failure_rolls_back_the_outer(registry: Registry, mod
 
 
 def test_committed_transaction_persists(home: Path, model_dir: Path) -> None:
-    reg = Registry(home)
+    reg = Registry(home, KEY)
     with reg.transaction():
         add_model(reg, model_dir)
         add_model(reg, model_dir)
     reg.close()
-    reg = Registry(home)
+    reg = Registry(home, KEY)
     try:
         assert [m.version for m in reg.list_models()] == ["1", "2"]
     finally:

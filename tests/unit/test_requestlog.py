@@ -18,10 +18,12 @@ from appliance.registry.requestlog import COLUMNS, SLICE, RequestLogStore
 from appliance.telemetry.events import FIELDS, RequestEvent
 from appliance.telemetry.requestlog import RequestLog
 
+KEY = b"k" * 32  # the home's secrets.key: seals endpoint keys
+
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(tmp_path)
+    reg = Registry(tmp_path, KEY)
     yield reg
     reg.close()
 
@@ -143,6 +145,28 @@ def test_the_writer_deletes_rows_past_their_retention_on_its_own(store: RequestL
         writer.close()
 
 
+def test_the_writer_keeps_the_log_under_its_size_cap(store: RequestLogStore, tmp_path: Path) -> None:
+    cap = 4 << 20
+    writer = RequestLog(store, interval=0.05, max_bytes=cap)
+    writer.start()
+    try:
+        sizes = []
+        for batch in range(40):  # about six times the cap in rows, each with a 36-byte random id
+            for i in range(5_000):
+                writer.record(event(f"{batch:04d}-{i:05d}-{np.random.bytes(12).hex()}"))
+            assert writer.flush(timeout=30)
+            wait_until(lambda: store.used_bytes() <= cap, 10, "the writer to cut the log back under its cap")
+            sizes.append(sum(f.stat().st_size for f in tmp_path.glob("appliance.duckdb*")))  # file and its WAL
+        assert writer.pruned > 0 and writer.failed == 0
+        newest = store.tail("my-ep", limit=1)
+        assert ids(newest)[0].startswith("0039-04999")  # the newest row is kept; the oldest went
+        assert not [r for r in store.tail("my-ep", limit=100_000) if r["request_id"].startswith("0000-")]
+        # The files stop growing: freed blocks are reused (the cap bounds the blocks in use and the WAL).
+        assert max(sizes) <= 1.5 * cap, sizes
+    finally:
+        writer.close()
+
+
 def test_memory_is_bounded_by_dropping_the_oldest(store: RequestLogStore) -> None:
     writer = RequestLog(store, max_pending=10)  # not started: flush() drains in the caller
     for i in range(15):
@@ -193,7 +217,7 @@ def test_write_failures_are_counted_and_logged_never_raised(caplog: pytest.LogCa
 
 
 def test_rows_survive_reopening_the_registry(tmp_path: Path) -> None:
-    first = Registry(tmp_path)
+    first = Registry(tmp_path, KEY)
     writer = RequestLog(RequestLogStore(first))
     writer.start()
     for i in range(3):
@@ -201,7 +225,7 @@ def test_rows_survive_reopening_the_registry(tmp_path: Path) -> None:
     writer.close()
     first.close()
 
-    again = Registry(tmp_path)
+    again = Registry(tmp_path, KEY)
     try:
         store = RequestLogStore(again)
         assert ids(store.tail("my-ep")) == ["r0", "r1", "r2"]

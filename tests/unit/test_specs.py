@@ -376,3 +376,73 @@ def test_missing_file_is_rejected_naming_it(tmp_path: Path) -> None:
         load_file(tmp_path / "absent.yml")
     assert str(tmp_path / "absent.yml") in str(info.value)
     assert "cannot read" in str(info.value)
+
+
+# -- hardening: names match their rule exactly, scoring_script stays inside code ---------------
+
+
+@pytest.mark.parametrize("text", [
+    'name: "blue\\n"\nendpoint_name: my-ep\nmodel: azureml:iris:1\n',
+    'name: blue\nendpoint_name: "my-ep\\n"\nmodel: azureml:iris:1\n',
+    'name: "my-ep\\n"\nauth_mode: key\n',
+    'name: my-ep\nauth_mode: key\ntraffic:\n  "blue\\n": 100\n',
+])
+def test_endpoint_names_with_a_trailing_newline_are_rejected(conf: Path, text: str) -> None:
+    err = load_error(conf, text)
+    assert "invalid name" in err.message
+    assert "\\n'" in err.message  # the value, shown with its newline
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ('name: "iris\\n"\npath: model\n', "name"),
+    ('name: iris\nversion: "1\\n"\npath: model\n', "version"),
+    ("name: blue\nendpoint_name: my-ep\nmodel: \"azureml:iris:1\\n\"\n", "model"),
+])
+def test_asset_names_and_versions_with_a_trailing_newline_are_rejected(conf: Path, text: str, field: str) -> None:
+    assert load_error(conf, text).field == field
+
+
+def test_name_rules_use_the_whole_value() -> None:
+    from appliance.specs import names
+
+    for check in (names.check_endpoint_name, names.check_asset_name, names.check_asset_version):
+        assert check("blue1") == "blue1"
+        for bad in ("blue1\n", "blue1\r\n", "\nblue1"):
+            with pytest.raises(SpecError):
+                check(bad)
+
+
+def code_deployment(script: str) -> str:
+    return f"name: blue\nendpoint_name: my-ep\ncode_configuration:\n  code: ./src\n  scoring_script: {script}\n"
+
+
+@pytest.mark.parametrize("script", ["../outside.py", "<absolute>", "sub/../../outside.py"])
+def test_scoring_script_outside_code_is_rejected(conf: Path, script: str) -> None:
+    (conf / "outside.py").write_text("def init():\n    pass\n")
+    script = str(conf / "outside.py") if script == "<absolute>" else script
+    (conf / "src" / "sub").mkdir()
+    err = load_error(conf, code_deployment(script))
+    assert err.field == "code_configuration.scoring_script"
+    assert repr(script) in err.message
+    assert "inside the code folder" in err.message
+    assert err.source == str(conf / "spec.yml")
+
+
+def test_scoring_script_symlinked_outside_code_is_rejected(conf: Path) -> None:
+    (conf / "outside.py").write_text("def init():\n    pass\n")
+    (conf / "src" / "score_link.py").symlink_to(conf / "outside.py")
+    (conf / "src" / "lib").symlink_to(conf, target_is_directory=True)
+    for script in ("score_link.py", "lib/outside.py"):
+        err = load_error(conf, code_deployment(script))
+        assert err.field == "code_configuration.scoring_script"
+        assert repr(script) in err.message
+
+
+def test_scoring_script_in_a_subfolder_or_linked_inside_code_is_accepted(conf: Path) -> None:
+    (conf / "src" / "pkg").mkdir()
+    (conf / "src" / "pkg" / "main.py").write_text("")
+    (conf / "src" / "link.py").symlink_to(conf / "src" / "pkg" / "main.py")
+    for script in ("pkg/main.py", "./pkg/../score.py", "link.py"):
+        spec, _ = load_one(conf, code_deployment(script))
+        assert isinstance(spec, OnlineDeploymentSpec) and spec.code_configuration is not None
+        assert spec.code_configuration.scoring_script == script

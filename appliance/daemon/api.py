@@ -246,7 +246,7 @@ async def create_model(request: Request[Any, Any, Any], data: DocumentIn) -> vie
     doc = await asyncio.to_thread(_parse, data)
     if not isinstance(doc.spec, ModelSpec):
         raise SpecError(f"expected a model, got a {doc.kind}", source=doc.source)
-    return views.model(await asyncio.to_thread(_control(request).register_model, doc.spec))
+    return views.model(await asyncio.to_thread(_control(request).register_model, doc))
 
 
 @get("/environments", responses=_answers())

@@ -11,7 +11,8 @@ import dataclasses
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,9 @@ import msgspec
 from appliance.builder import dockerfile, images, venv
 from appliance.builder.run import BuildError
 from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, ModelRecord, Registry
+from appliance.registry.artifacts import Artifact
 from appliance.router import EndpointRoute, RoutingTable, tokens
-from appliance.runtime import LaunchPlan, Supervisor, logs
+from appliance.runtime import DeploymentRuntime, LaunchPlan, Supervisor, logs
 from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
 from appliance.specs import (
     Conflict,
@@ -80,7 +82,7 @@ def _not_inprocess(spec: OnlineDeploymentSpec, environment: EnvironmentRecord | 
     return None
 
 
-def model_signature(path: Path) -> tuple[str, dict[str, Any] | None]:
+def model_signature(path: Path, source: str) -> tuple[str, dict[str, Any] | None]:
     """(framework, signature): ONNX when the path holds exactly one .onnx file."""
     try:
         onnx_file = find_onnx_file(path)
@@ -89,8 +91,27 @@ def model_signature(path: Path) -> tuple[str, dict[str, Any] | None]:
     try:
         model = OnnxModel(onnx_file, provider_choice="cpu")
     except Exception as exc:
-        raise SpecError(f"{onnx_file} is not a model onnxruntime can load: {exc}", field="path") from None
+        where = Path(source) / onnx_file.relative_to(path) if path != onnx_file else Path(source)
+        raise SpecError(f"{where} is not a model onnxruntime can load: {exc}", field="path") from None
     return "onnx", model.signature()
+
+
+Staged = dict[str, tuple[Artifact, tuple[str, dict[str, Any] | None]]]  # path: stored, (framework, signature)
+
+
+def _paths(documents: list[Document]) -> Iterator[tuple[str, bool]]:
+    """(path, is a model) of every file or folder the documents register."""
+    for doc in documents:
+        spec = doc.spec
+        if isinstance(spec, ModelSpec) and spec.path:
+            yield spec.path, True
+        elif isinstance(spec, OnlineDeploymentSpec):
+            if isinstance(spec.model, ModelSpec) and spec.model.path:
+                yield spec.model.path, True
+            elif isinstance(spec.model, str) and not spec.model.startswith("azureml:"):
+                yield spec.model, True
+            if spec.code_configuration is not None:
+                yield spec.code_configuration.code, False
 
 
 class Control:
@@ -105,33 +126,44 @@ class Control:
         self.default_runtime = default_runtime  # `appliance up --runtime`; None: chosen per deployment
         self.base_image = base_image
         self._builder: images.Builder | None = None
-        self.listeners: list[Callable[[], None]] = []  # told after every change (hot reload re-syncs)
+        self.listeners: list[Callable[[], Awaitable[None]]] = []  # told after every change (hot reload)
+        # Held while a deployment's runtime is changed: the reconciler's one writer per deployment.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
-    # -- transactions -------------------------------------------------------------------------
+    # -- staging: the slow part of a write, done before its transaction -------------------------
 
     @contextmanager
-    def _atomic(self) -> Iterator[list[str]]:
-        """One registry transaction; artifacts first stored inside it are removed if it fails."""
-        created: list[str] = []
+    def _staged(self, documents: list[Document]) -> Iterator[Staged]:
+        """The documents' files stored and their models read, without the registry's lock (hashing,
+        copying and loading a large model take seconds, and every registry call would wait for them);
+        pinned until the transaction that refers to them is over. What a failed one stored goes at the
+        next sweep (`remove_unused_artifacts`)."""
+        staged: Staged = {}
         try:
-            with self.registry.transaction():
-                yield created
-        except BaseException:
-            for digest in created:
-                self.registry.artifacts.discard(digest)
-            raise
+            for path, is_model in _paths(documents):
+                if path not in staged:
+                    art = self.registry.artifacts.put(Path(path))
+                    stored = self.registry.artifacts.path(art.digest) / art.name
+                    staged[path] = (art, model_signature(stored, path) if is_model else ("custom", None))
+            yield staged
+        finally:
+            for art, _ in staged.values():
+                self.registry.artifacts.unpin(art.digest)
 
-    def _artifact(self, path: str, created: list[str]) -> tuple[str, str]:
-        art = self.registry.put_artifact(Path(path))
-        if art.created:
-            created.append(art.digest)
-        return art.digest, art.name
+    def _artifact(self, path: str, staged: Staged) -> str:
+        art, _ = staged[path]
+        self.registry.add_artifact(art)
+        return art.digest
 
     # -- apply --------------------------------------------------------------------------------
 
     async def apply(self, documents: list[Document], *, create_only: bool = False,
                     all_traffic: bool = False, wait: float = 0.0, progress: Progress | None = None) -> Outcome:
-        outcome = await asyncio.to_thread(self._apply_sync, documents, create_only, all_traffic)
+        try:
+            outcome = await asyncio.to_thread(self._apply_sync, documents, create_only, all_traffic)
+        except BaseException:
+            await self.remove_unused_artifacts()  # what it stored for nothing
+            raise
         await self.converge(outcome.deployments, outcome.endpoints, wait, progress)
         return outcome
 
@@ -139,11 +171,11 @@ class Control:
         outcome = Outcome(warnings=[w for d in documents for w in d.warnings])
         docs = sorted(documents, key=lambda d: ORDER[d.kind])
         traffic_docs: list[Document] = []
-        with self._atomic() as created:
+        with self._staged(documents) as staged, self.registry.transaction():
             for doc in docs:
                 try:
                     if doc.kind == "model":
-                        rec = self._register_model(doc.spec, None, created)
+                        rec = self._register_model(doc.spec, None, staged)
                         outcome.applied.append({"kind": "model", "name": rec.name, "version": rec.version})
                     elif doc.kind == "environment":
                         env = self._register_environment(doc.spec, None)
@@ -155,7 +187,7 @@ class Control:
                             traffic_docs.append(doc)
                         outcome.applied.append({"kind": "online_endpoint", "name": doc.spec.name})
                     else:
-                        dep = self._put_deployment(doc.spec, create_only, created)
+                        dep = self._put_deployment(doc.spec, create_only, staged)
                         outcome.deployments.append(dep.key)
                         outcome.endpoints.add(dep.spec.endpoint_name)
                         outcome.applied.append({"kind": "online_deployment", "name": dep.spec.name,
@@ -178,13 +210,13 @@ class Control:
 
     # -- models and environments --------------------------------------------------------------
 
-    def _register_model(self, spec: ModelSpec, default_name: str | None, created: list[str]) -> ModelRecord:
+    def _register_model(self, spec: ModelSpec, default_name: str | None, staged: Staged) -> ModelRecord:
         name = spec.name or default_name
         if name is None:
             raise SpecError("a model needs a name", field="name")
         assert spec.path
-        digest, _ = self._artifact(spec.path, created)
-        framework, signature = model_signature(Path(spec.path))
+        digest = self._artifact(spec.path, staged)
+        framework, signature = staged[spec.path][1]
         if spec.framework == "custom":
             framework = "custom"
         elif spec.framework == "onnx" and framework != "onnx":
@@ -221,9 +253,9 @@ class Control:
         self.registry.add_event("environment.created", f"{name}:{version}", digest=digest)
         return rec
 
-    def register_model(self, spec: ModelSpec) -> ModelRecord:
-        with self._atomic() as created:
-            return self._register_model(spec, None, created)
+    def register_model(self, document: Document) -> ModelRecord:
+        with self._staged([document]) as staged, self.registry.transaction():
+            return self._register_model(document.spec, None, staged)
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -276,8 +308,7 @@ class Control:
 
     # -- deployments ---------------------------------------------------------------------------
 
-    def _put_deployment(self, spec: OnlineDeploymentSpec, create_only: bool,
-                        created: list[str]) -> DeploymentRecord:
+    def _put_deployment(self, spec: OnlineDeploymentSpec, create_only: bool, staged: Staged) -> DeploymentRecord:
         endpoint = self.registry.get_endpoint(spec.endpoint_name)
         if why := self._too_many(spec.instance_count):
             raise SpecError(why, field="instance_count")
@@ -286,11 +317,11 @@ class Control:
             raise Conflict(f"deployment {spec.name!r} already exists on endpoint {endpoint.name!r}; use "
                            "`appliance apply` or `appliance deployment update` to change it", field="name")
         default_name = f"{spec.endpoint_name}-{spec.name}"
-        model = self._resolve_model(spec.model, default_name, created)
+        model = self._resolve_model(spec.model, default_name, staged)
         environment = self._resolve_environment(spec.environment, default_name)
         code_digest = None
         if spec.code_configuration is not None:
-            code_digest, _ = self._artifact(spec.code_configuration.code, created)
+            code_digest = self._artifact(spec.code_configuration.code, staged)
         elif model is None or model.framework != "onnx":
             what = f"model {model.name}:{model.version}" if model else "no model"
             raise SpecError(f"{what} is not an ONNX model, so this deployment needs a code_configuration "
@@ -312,16 +343,15 @@ class Control:
         return (f"invalid value {instance_count}: this daemon runs at most {self.max_instances} instances of a "
                 "deployment (appliance up --max-instances)")
 
-    def _resolve_model(self, ref: str | ModelSpec | None, default_name: str,
-                       created: list[str]) -> ModelRecord | None:
+    def _resolve_model(self, ref: str | ModelSpec | None, default_name: str, staged: Staged) -> ModelRecord | None:
         if ref is None:
             return None
         if isinstance(ref, ModelSpec):
-            return self._register_model(ref, default_name, created)
+            return self._register_model(ref, default_name, staged)
         if ref.startswith("azureml:"):
             name, version = split_ref(ref, "model")
             return self.registry.get_model(name, version)
-        return self._register_model(ModelSpec(path=ref), default_name, created)
+        return self._register_model(ModelSpec(path=ref), default_name, staged)
 
     def _resolve_environment(self, ref: str | EnvironmentSpec | None,
                              default_name: str) -> EnvironmentRecord | None:
@@ -338,11 +368,11 @@ class Control:
                              mirror: dict[str, int] | None) -> EndpointRecord:
         """Takes effect on the next request: the route is swapped whole."""
         def write() -> EndpointRecord:
-            with self._atomic():
+            with self.registry.transaction():
                 return self._set_traffic(endpoint, traffic, mirror)
 
         rec = await asyncio.to_thread(write)
-        self.refresh_route(endpoint)
+        await self.refresh_route(endpoint)
         return rec
 
     async def regenerate_key(self, endpoint: str, key_type: str, value: str | None) -> EndpointRecord:
@@ -352,7 +382,7 @@ class Control:
             raise SpecError("a key given with --value needs at least 16 characters", field="value")
 
         def write() -> EndpointRecord:
-            with self._atomic():
+            with self.registry.transaction():
                 rec = self.registry.get_endpoint(endpoint)
                 if rec.spec.auth_mode != "key":
                     raise SpecError(f"endpoint {endpoint!r} uses auth_mode {rec.spec.auth_mode}: it has no keys to "
@@ -363,7 +393,7 @@ class Control:
                 return self.registry.put_endpoint(rec.spec, primary, secondary)
 
         rec = await asyncio.to_thread(write)
-        self.refresh_route(endpoint)
+        await self.refresh_route(endpoint)
         return rec
 
     def token(self, endpoint: str, ttl_seconds: int) -> dict[str, Any]:
@@ -394,7 +424,7 @@ class Control:
 
     async def delete_deployment(self, endpoint: str, name: str) -> None:
         def remove() -> None:
-            with self._atomic():
+            with self.registry.transaction():
                 rec = self.registry.get_endpoint(endpoint)
                 self.registry.get_deployment(endpoint, name)
                 live = rec.spec.traffic.get(name, 0)
@@ -411,14 +441,15 @@ class Control:
                 self.registry.add_event("deployment.deleted", f"{endpoint}/{name}")
 
         await asyncio.to_thread(remove)
-        self.refresh_route(endpoint)
-        await self.supervisor.remove(endpoint, name)
+        async with self._lock((endpoint, name)):  # a change under way finishes first, then this removes it
+            await self.refresh_route(endpoint)
+            await self.supervisor.remove(endpoint, name)
         await self.remove_unused_artifacts()
-        self._changed()
+        await self._changed()
 
     async def delete_endpoint(self, name: str) -> None:
         def remove() -> list[str]:
-            with self._atomic():
+            with self.registry.transaction():
                 self.registry.get_endpoint(name)
                 deployments = [d.spec.name for d in self.registry.list_deployments(name)]
                 self.registry.delete_endpoint(name)
@@ -427,9 +458,14 @@ class Control:
 
         deployments = await asyncio.to_thread(remove)
         self.table.remove(name)
-        await asyncio.gather(*(self.supervisor.remove(name, d) for d in deployments))
+
+        async def stop(deployment: str) -> None:
+            async with self._lock((name, deployment)):
+                await self.supervisor.remove(name, deployment)
+
+        await asyncio.gather(*(stop(d) for d in deployments))
         await self.remove_unused_artifacts()
-        self._changed()
+        await self._changed()
 
     # -- runtime ------------------------------------------------------------------------------
 
@@ -470,17 +506,17 @@ class Control:
             readiness_probe=spec.readiness_probe, runtime=runtime, routes=routes,
             port=port, gpu=wants_gpu(spec))
 
-    def refresh_route(self, endpoint: str) -> None:
-        """Rebuild one endpoint's routing from the registry and the supervisor."""
-        rec = self.registry.find_endpoint(endpoint)
+    async def refresh_route(self, endpoint: str) -> None:
+        """Rebuild one endpoint's routing from the registry (read in a thread) and the supervisor."""
+        def read() -> tuple[EndpointRecord | None, list[str]]:
+            return (self.registry.find_endpoint(endpoint),
+                    [d.spec.name for d in self.registry.list_deployments(endpoint)])
+
+        rec, names = await asyncio.to_thread(read)
         if rec is None:
             self.table.remove(endpoint)
             return
-        deployments = {}
-        for dep in self.registry.list_deployments(endpoint):
-            runtime = self.supervisor.get(endpoint, dep.spec.name)
-            if runtime is not None:
-                deployments[dep.spec.name] = runtime
+        deployments = {name: runtime for name in names if (runtime := self.supervisor.get(endpoint, name))}
         self.table.put(EndpointRoute(
             name=endpoint, auth_mode=rec.spec.auth_mode,
             keys=(rec.primary_key.encode(), rec.secondary_key.encode()), token_secret=self.token_secret,
@@ -488,31 +524,55 @@ class Control:
             traffic=dict(rec.spec.traffic), mirror_traffic=dict(rec.spec.mirror_traffic),
             deployments=deployments))
 
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
     async def converge(self, deployments: list[tuple[str, str]], endpoints: set[str], wait: float,
                        progress: Progress | None = None) -> None:
-        """Bring instances in line with the registry, then routing. New deployments start at once
-        (and are waited for up to `wait` seconds); changed ones are replaced before this returns."""
-        plans = []
-        for ep, name in deployments:
-            rec = self.registry.get_deployment(ep, name)
-            if why := self._too_many(rec.spec.instance_count):  # stored by an older daemon, or a higher limit
-                self.supervisor.fail(self.plan(rec), f"instance_count: {why}; lower it with `appliance "
-                                                     f"deployment update {ep} {name} --set instance_count=N`")
-                continue
-            plan = await self._prepare(self.plan(rec), rec, progress)
-            if plan is not None:
-                plans.append(plan)
-        fresh = [p for p in plans if self.supervisor.get(*p.key) is None]
-        for plan in fresh:  # runtimes exist before routing refers to them
-            await self.supervisor.apply(plan)
+        """The reconciler: bring instances in line with the registry, then routing. Every deployment is
+        read, planned and built off the event loop, concurrently; then changed under its own lock, and only
+        if its record is still the one it was built for, so per deployment the latest spec wins (a slower,
+        older apply changes nothing) and a deleted one stays deleted. New deployments start at once (and are
+        waited for up to `wait` seconds); changed ones are replaced before this returns."""
+        fresh = await asyncio.gather(*(self._converge_one(key, progress) for key in deployments))
         for endpoint in endpoints:
-            self.refresh_route(endpoint)
-        await asyncio.gather(*(self.supervisor.apply(p) for p in plans if p not in fresh))
+            await self.refresh_route(endpoint)
         if wait > 0:
-            runtimes = [self.supervisor.get(*p.key) for p in fresh]
-            await asyncio.gather(*(r.wait_settled(wait) for r in runtimes if r))
+            await asyncio.gather(*(r.wait_settled(wait) for r in fresh if r is not None))
         await self.remove_unused_artifacts()  # replaced code, once its old instances have drained
-        self._changed()
+        await self._changed()
+
+    async def _converge_one(self, key: tuple[str, str], progress: Progress | None) -> DeploymentRuntime | None:
+        """One deployment brought to its stored spec; its runtime if it was new (to wait for)."""
+        rec = await asyncio.to_thread(self.registry.find_deployment, *key)
+        if rec is None:
+            return None
+        plan = await asyncio.to_thread(self.plan, rec)
+        built: LaunchPlan | str  # the plan with its environment built, or why it can't run
+        if why := self._too_many(rec.spec.instance_count):  # stored by an older daemon, or with a higher limit
+            built = (f"instance_count: {why}; lower it with `appliance deployment update {key[0]} {key[1]} "
+                     "--set instance_count=N`")
+        else:
+            built = await self._prepare(plan, rec, progress)
+        async with self._lock(key):
+            latest = await asyncio.to_thread(self.registry.find_deployment, *key)
+            if latest is None or (latest.spec, latest.code_digest) != (rec.spec, rec.code_digest):
+                log.info("%s/%s changed while it was prepared: the newer change applies", *key)
+                return None
+            if isinstance(built, str):  # Failed, with why; instances it had keep serving
+                self.supervisor.fail(plan, built)
+                await self.refresh_route(key[0])
+                return None
+            fresh = self.supervisor.get(*key) is None
+            if fresh:  # it starts now; routing refers to it once it exists
+                runtime = await self.supervisor.apply(built)
+                await self.refresh_route(key[0])
+                return runtime
+            await self.supervisor.apply(built)  # replaced (new instances ready first) or scaled
+            return None
 
     async def remove_unused_artifacts(self) -> None:
         """Stored snapshots that neither the registry nor a running instance refers to any more."""
@@ -523,14 +583,14 @@ class Control:
         if removed:
             log.info("removed %d stored snapshot(s) nothing refers to any more", len(removed))
 
-    def _changed(self) -> None:
+    async def _changed(self) -> None:
         for listener in self.listeners:
-            listener()
+            await listener()
 
     async def _prepare(self, plan: LaunchPlan, rec: DeploymentRecord,
-                       progress: Progress | None = None) -> LaunchPlan | None:
-        """The plan with its environment built (a venv, or an image for docker), or None if that
-        failed: then the deployment shows Failed with why, and instances it had keep serving."""
+                       progress: Progress | None = None) -> LaunchPlan | str:
+        """The plan with its environment built (a venv, or an image for docker), in a thread; or why
+        that failed."""
         if plan.runtime == "inprocess" or (plan.runtime == "process" and not plan.requirements):
             return plan
         build_log = self.supervisor.logs_dir / plan.endpoint / plan.deployment / "build.log"
@@ -551,9 +611,7 @@ class Control:
         try:
             return await asyncio.to_thread(build)
         except (BuildError, images.DockerUnavailable) as exc:
-            self.supervisor.fail(plan, f"environment build failed: {exc}")
-            self.refresh_route(plan.endpoint)
-            return None
+            return f"environment build failed: {exc}"
 
     def _image(self, plan: LaunchPlan, rec: DeploymentRecord, say: Callable[[str], Any]) -> str:
         """The image a docker deployment runs: its custom image as is, or its environment built."""

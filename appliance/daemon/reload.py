@@ -25,17 +25,21 @@ class HotReload:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
-    def sync(self) -> None:
+    async def sync(self) -> None:
         """Watch exactly the code folders of the deployments that want it (after every change)."""
+        wanted = await asyncio.to_thread(self._wanted)
+        if wanted == self._watched:
+            return
+        self._watched = wanted
+        self._restart()
+
+    def _wanted(self) -> dict[Path, set[tuple[str, str]]]:
         wanted: dict[Path, set[tuple[str, str]]] = {}
         for rec in self.control.registry.list_deployments():
             code = rec.spec.code_configuration
             if code and (self.everything or rec.spec.watch) and Path(code.code).is_dir():
                 wanted.setdefault(Path(code.code), set()).add(rec.key)
-        if wanted == self._watched:
-            return
-        self._watched = wanted
-        self._restart()
+        return wanted
 
     def _restart(self) -> None:
         if self._task:

@@ -4,12 +4,14 @@ folder the content was registered from (Azure keeps that name beneath AZUREML_MO
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import shutil
 import stat
 import tempfile
+import threading
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -175,6 +177,12 @@ class ArtifactStore:
         self.root = root
         self._stored = root / "sha256"  # one folder per digest
         self._stored.mkdir(parents=True, exist_ok=True)
+        # A put copies and hashes without any lock, so several run at once and none holds up the
+        # registry; what it stored stays pinned, safe from `sweep`, until its caller has written the
+        # row that refers to it (or given up) and calls `unpin`.
+        self._lock = threading.Lock()
+        self._pins: Counter[str] = Counter()
+        self._putting = 0
 
     def path(self, digest: str) -> Path:
         """The folder holding the stored file or folder (itself under its original name)."""
@@ -185,27 +193,55 @@ class ArtifactStore:
         hashed, so the digest names exactly the bytes stored even if the source changes meanwhile."""
         src = src.resolve()
         digest, size, files = _copy(src, None)  # as it reads now: stored already, nothing to copy
-        if self.path(digest).exists():
+        if self._pin_if_stored(digest):
             return Artifact(digest, src.name, size, files, created=False)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
-        staging.chmod(0o755)  # mkdtemp's 0700 would hide the content from containers' non-root users
+        with self._lock:
+            self._putting += 1
         try:
-            digest, size, files = _copy(src, staging / src.name)
-            dest = self.path(digest)
-            if dest.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-                return Artifact(digest, src.name, size, files, created=False)
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+            staging.chmod(0o755)  # mkdtemp's 0700 would hide the content from containers' non-root users
             try:
-                os.rename(staging, dest)
-            except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not dest.exists():
-                    raise
-                shutil.rmtree(staging, ignore_errors=True)  # a concurrent put of the same content won
-                return Artifact(digest, src.name, size, files, created=False)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return Artifact(digest, src.name, size, files, created=True)
+                digest, size, files = _copy(src, staging / src.name)
+                with self._lock:
+                    created = not self.path(digest).exists()
+                    if created:
+                        os.rename(staging, self.path(digest))
+                    self._pins[digest] += 1
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed
+        finally:
+            with self._lock:
+                self._putting -= 1
+        return Artifact(digest, src.name, size, files, created=created)
+
+    def _pin_if_stored(self, digest: str) -> bool:
+        with self._lock:
+            if self.path(digest).exists():
+                self._pins[digest] += 1
+                return True
+        return False
+
+    def unpin(self, digest: str) -> None:
+        with self._lock:
+            self._pins[digest] -= 1
+            if self._pins[digest] <= 0:
+                del self._pins[digest]
+
+    def pinned(self) -> set[str]:
+        with self._lock:
+            return set(self._pins)
+
+    def sweep(self, keep: Callable[[], set[str]]) -> set[str]:
+        """Remove every stored artifact not in `keep()` (called under this store's lock) and not pinned by
+        a put whose row is not written yet, and the staging folders of interrupted puts; the digests removed."""
+        with self._lock:
+            unused = self.digests() - keep() - set(self._pins)
+            for digest in unused:
+                self.discard(digest)
+            if not self._putting:
+                for staging in self.root.glob(".staging-*"):
+                    shutil.rmtree(staging, ignore_errors=True)
+        return unused
 
     def discard(self, digest: str) -> None:
         shutil.rmtree(self.path(digest), ignore_errors=True)
@@ -220,7 +256,3 @@ class ArtifactStore:
         """Every artifact on disk."""
         return {p.name for p in self._stored.iterdir()}
 
-    def discard_staging(self) -> None:
-        """Copies that an interrupted `put` left half done (only safe while no put is running)."""
-        for staging in self.root.glob(".staging-*"):
-            shutil.rmtree(staging, ignore_errors=True)

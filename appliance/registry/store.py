@@ -213,28 +213,33 @@ class Registry:
     # -- artifacts --------------------------------------------------------------------------
 
     def put_artifact(self, src: Path) -> Artifact:
-        with self.transaction():  # the files and their row together: `remove_unused_artifacts` can't come between
-            art = self.artifacts.put(src)
-            self._exec("INSERT INTO artifacts (digest, name, size, files) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT DO NOTHING", [art.digest, art.name, art.size, art.files])
+        """Stores `src` (copied and hashed without the registry's lock) and its row."""
+        art = self.artifacts.put(src)
+        try:
+            self.add_artifact(art)
+        finally:
+            self.artifacts.unpin(art.digest)
         return art
+
+    def add_artifact(self, art: Artifact) -> None:
+        """The row of a stored artifact (pinned by its put until this row's transaction is over)."""
+        self._exec("INSERT INTO artifacts (digest, name, size, files) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                   [art.digest, art.name, art.size, art.files])
 
     def remove_unused_artifacts(self, in_use: set[str]) -> list[str]:
         """Removes, rows and files, every stored artifact that no model and no deployment refers to and
-        that is not `in_use` (by a running instance: a replaced deployment's old one, say), and what an
-        interrupted put left behind. Each code change under hot reload stores a new snapshot: without
-        this, every save would stay on disk. Returns the digests removed."""
-        with self._lock:  # no put in between: it holds the lock from its files to its row
-            with self.transaction():
-                referenced = {d for (d,) in self._all("SELECT digest FROM models UNION "
-                                                      "SELECT code_digest FROM online_deployments")} | in_use
-                stored = {d for (d,) in self._all("SELECT digest FROM artifacts")}
-                unused = (stored | self.artifacts.digests()) - referenced
-                self._exec("DELETE FROM artifacts WHERE list_contains(?, digest)", [sorted(unused)])
-            for digest in unused:
-                self.artifacts.discard(digest)
-            self.artifacts.discard_staging()
-        return sorted(unused)
+        that is not `in_use` (by a running instance: a replaced deployment's old one, say), nor pinned by a
+        put whose row is not written yet, and what an interrupted put left behind. Each code change under
+        hot reload stores a new snapshot: without this, every save would stay on disk. Returns the digests
+        removed."""
+        with self.transaction():  # no write in between: a row written now is committed before, or after
+            referenced = {d for (d,) in self._all("SELECT digest FROM models UNION "
+                                                  "SELECT code_digest FROM online_deployments")} | in_use
+            removed = self.artifacts.sweep(lambda: referenced)
+            keep = referenced | self.artifacts.pinned()
+            rows = {d for (d,) in self._all("SELECT digest FROM artifacts")} - keep
+            self._exec("DELETE FROM artifacts WHERE list_contains(?, digest)", [sorted(rows)])
+        return sorted(removed | rows)
 
     def artifact_name(self, digest: str) -> str:
         row = self._one("SELECT name FROM artifacts WHERE digest = ?", [digest])

@@ -63,18 +63,35 @@ class Instance:
         if state != self.state or error != self.error:
             self.state, self.error = state, error
             self._on_change()
-        if state in ("ready", "failed"):
+        if state in ("ready", "failed", "stopped"):
             self.settled.set()
 
     async def _lifecycle(self) -> None:
+        """Any exception ends here: the instance is `failed` with its reason (a later update retries)."""
+        try:
+            await self._run()
+        except Exception as exc:
+            await self._fail("supervising the worker failed", exc)
+
+    async def _fail(self, what: str, exc: Exception) -> None:
+        if self._stopping:
+            return
+        expected = isinstance(exc, OSError | RuntimeError) and str(exc)  # said well enough by its message
+        why = f"{what}: {exc if expected else f'{type(exc).__name__}: {exc}'}"
+        log.error("instance %s: %s", self.name, why, exc_info=not expected)
+        with contextlib.suppress(Exception):  # whatever a start that broke half-way made (a container)
+            await self.backend.stop(grace=1.0)
+        self._set("failed", why)
+
+    async def _run(self) -> None:
         plan = self.backend.plan
         start_failures = 0
         backoff = BACKOFF_FIRST
         while not self._stopping:
             try:
                 await self.backend.start()
-            except OSError as exc:
-                self._set("failed", f"cannot start the worker: {exc}")
+            except Exception as exc:
+                await self._fail("cannot start the worker", exc)
                 return
             if await self._wait_ready(plan):
                 start_failures, backoff = 0, BACKOFF_FIRST
@@ -203,34 +220,43 @@ class DeploymentRuntime:
                 await self._replace(plan)
 
     async def _scale(self, plan: LaunchPlan) -> None:
-        extra = plan.instance_count - len(self.instances)
         self.plan = plan
-        if extra > 0:
-            added = [self._spawn(plan) for _ in range(extra)]
-            self.instances += added
-            await asyncio.gather(*(i.settled.wait() for i in added))
-        elif extra < 0:
+        retry = [i for i in self.instances if i.state == "failed"]  # applied again: failed ones get another go
+        if retry:
+            self.instances = [i for i in self.instances if i not in retry]
+            self._refresh()
+            await asyncio.gather(*(i.stop() for i in retry))
+        extra = plan.instance_count - len(self.instances)
+        added = [self._spawn(plan) for _ in range(max(extra, 0))]
+        self.instances += added
+        if extra < 0:
             removed, self.instances = self.instances[extra:], self.instances[:extra]
             self._refresh()
             await asyncio.gather(*(i.stop(drain=self._drain_seconds()) for i in removed))
+        await asyncio.gather(*(i.settled.wait() for i in added))
         self._refresh()
 
     async def _replace(self, plan: LaunchPlan) -> None:
         """New instances first; traffic moves once every one is ready; then the old ones drain."""
         self.updating, self.error = True, None
+        fresh: list[Instance] = []
+        adopted = False
         try:
             fresh = [self._spawn(plan) for _ in range(plan.instance_count)]
             await asyncio.gather(*(i.settled.wait() for i in fresh))
             failed = [i for i in fresh if i.state != "ready"]
             if failed:
                 reason = failed[0].error  # before stop() clears it
-                await asyncio.gather(*(i.stop() for i in fresh))
-                self.error = f"update failed, still serving the previous version: {reason}"
+                serving = ", still serving the previous version" if self.ready else ""
+                self.error = f"update failed{serving}: {reason}"
                 return
             old, self.instances, self.plan, self.draining = self.instances, fresh, plan, self.plan
+            adopted = True
             self._refresh()
             await asyncio.gather(*(i.stop(drain=self._drain_seconds()) for i in old))
         finally:
+            if not adopted:  # failed, or cancelled: none of the new ones may outlive this
+                await asyncio.shield(asyncio.gather(*(i.stop() for i in fresh), return_exceptions=True))
             self.updating, self.draining = False, None
 
     def _drain_seconds(self) -> float:

@@ -1,49 +1,80 @@
 #!/usr/bin/env bash
 # Install appliance into ./.venv and put `appliance` on PATH. Safe to run again.
 #
-#   ./install.sh          the appliance itself
-#   ./install.sh --dev    plus the test and lint dependencies
-#   ./install.sh --test   --dev and a Docker engine, then every check CI runs: ruff, import contracts, the tests
+#   ./install.sh              the appliance itself, linked as ~/.local/bin/appliance
+#   ./install.sh --dev        plus the test and lint dependencies
+#   ./install.sh --test       --dev and a Docker engine, then every check CI runs: ruff, import contracts, the tests
+#   --prefix DIR (or PREFIX=DIR)  link DIR/bin/appliance instead (default prefix: ~/.local)
+#   --force                   replace an `appliance` there that is not this checkout's
+#   --link-only               only the link: no venv, no pip (the venv is there already)
 set -euo pipefail
 cd "$(dirname "$0")"
 
-dev=0 test=0
-for arg in "$@"; do
-  case "$arg" in
+dev=0 test=0 force=0 link_only=0
+prefix=${PREFIX:-$HOME/.local}
+while [ $# -gt 0 ]; do
+  case "$1" in
     --dev) dev=1 ;;
     --test) dev=1 test=1 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
-    *) echo "install.sh: unknown option $arg (use --dev or --test)" >&2; exit 2 ;;
+    --force) force=1 ;;
+    --link-only) link_only=1 ;;
+    --prefix) [ $# -ge 2 ] || { echo "install.sh: --prefix needs a folder" >&2; exit 2; }; prefix=$2; shift ;;
+    --prefix=*) prefix=${1#--prefix=} ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
+  shift
 done
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-python=${PYTHON:-python3}
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-  echo "install.sh: appliance needs Python 3.11 or newer ($python is $("$python" --version 2>&1)); set PYTHON=..." >&2
-  exit 1
+if [ "$link_only" = 0 ]; then
+  python=${PYTHON:-python3}
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "install.sh: appliance needs Python 3.11 or newer ($python is $("$python" --version 2>&1)); set PYTHON=..." >&2
+    exit 1
+  fi
+
+  [ -x .venv/bin/python ] || { say "creating .venv"; "$python" -m venv .venv; }
+  extra=""
+  [ "$dev" = 1 ] && extra="[dev]"
+  say "installing appliance${extra} into .venv"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extra}"
 fi
 
-[ -x .venv/bin/python ] || { say "creating .venv"; "$python" -m venv .venv; }
-extra=""
-[ "$dev" = 1 ] && extra="[dev]"
-say "installing appliance${extra} into .venv"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extra}"
-
-# Link `appliance` into the first writable folder on PATH among these; else say how.
-bin=""
-for dir in "$HOME/.local/bin" /usr/local/bin; do
-  case ":$PATH:" in *":$dir:"*) [ -w "$dir" ] && { bin=$dir; break; } ;; esac
-done
-if [ -n "$bin" ]; then
-  ln -sf "$PWD/.venv/bin/appliance" "$bin/appliance"
-  say "appliance is on PATH ($bin/appliance)"
-else
-  mkdir -p "$HOME/.local/bin"
-  ln -sf "$PWD/.venv/bin/appliance" "$HOME/.local/bin/appliance"
-  say "appliance is at $HOME/.local/bin/appliance; put it on PATH with: export PATH=\"\$HOME/.local/bin:\$PATH\""
+# Link `appliance` as $prefix/bin/appliance, never over another checkout's (unless --force).
+ours="$PWD/.venv/bin/appliance"
+[ -x "$ours" ] || { echo "install.sh: $ours is missing; run ./install.sh without --link-only first" >&2; exit 1; }
+bin="${prefix%/}/bin"
+link="$bin/appliance"
+if [ -L "$link" ] || [ -e "$link" ]; then
+  current=$(readlink -f "$link" 2>/dev/null || true)
+  if [ "$current" != "$(readlink -f "$ours")" ] && [ "$force" = 0 ]; then
+    if [ -L "$link" ] && [ ! -e "$link" ]; then
+      say "replacing $link: it pointed at $(readlink "$link"), which no longer exists"
+    else
+      what="another appliance"
+      [ -L "$link" ] && what="a link to another checkout's appliance ($(readlink "$link"))"
+      echo "install.sh: $link is already $what; not replacing it." >&2
+      echo "  Keep both: ./install.sh --prefix DIR (links DIR/bin/appliance); or take it over: ./install.sh --force" >&2
+      exit 1
+    fi
+  fi
 fi
+mkdir -p "$bin"
+ln -sfn "$ours" "$link"
+case ":$PATH:" in
+  *":$bin:"*)
+    found=$(command -v appliance || true)
+    if [ "$found" = "$link" ]; then
+      say "appliance is on PATH ($link)"
+    else
+      say "linked $link, but ${found:-another appliance} comes first on PATH; run $link, or put $bin first"
+    fi ;;
+  *)
+    say "linked $link; $bin is not on PATH. Add it (and to ~/.bashrc or ~/.zshrc to keep it):"
+    say "  export PATH=\"$bin:\$PATH\"" ;;
+esac
 
 # The Docker tests need a real engine, debootstrap (base images without a registry) and a registry
 # to push to: installed from Debian's packages and started here when missing.

@@ -69,7 +69,7 @@ class Client:
     def apply(self, documents: list[dict[str, Any]], *, create_only: bool = False, all_traffic: bool = False,
               wait: float = 120.0) -> dict[str, Any]:
         return self._call("POST", "/apply", json={"documents": documents, "create_only": create_only,
-                                                  "all_traffic": all_traffic, "wait": wait})
+                                                  "all_traffic": all_traffic, "wait": wait}, timeout=wait + 60)
 
     def apply_streamed(self, documents: list[dict[str, Any]], *, create_only: bool = False,
                        all_traffic: bool = False, wait: float = 120.0) -> Iterator[dict[str, Any]]:
@@ -165,7 +165,7 @@ class Client:
 
     def update_deployment(self, endpoint: str, name: str, sets: dict[str, str], wait: float = 120.0) -> dict[str, Any]:
         return self._call("POST", f"/endpoints/{endpoint}/deployments/{name}/update",
-                          json={"set": sets, "wait": wait})
+                          json={"set": sets, "wait": wait}, timeout=wait + 60)
 
     def deployment_logs(self, endpoint: str, name: str, *, instance: str | None = None, since: float | None = None,
                         tail: int | None = None, cursor: str | None = None) -> dict[str, Any]:

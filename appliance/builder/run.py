@@ -6,6 +6,8 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
+from appliance import children
+
 Say = Callable[[str], Any]
 
 
@@ -16,9 +18,14 @@ class BuildError(RuntimeError):
 def run(command: list[str], say: Say, what: str) -> None:
     tail: list[str] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        assert proc.stdout
-        for line in proc.stdout:
-            say(line.rstrip())
-            tail = [*tail[-19:], line.rstrip()]
+        children.started(proc.pid, "build", what)  # ended by the next daemon, should this one be killed
+        try:
+            assert proc.stdout
+            for line in proc.stdout:
+                say(line.rstrip())
+                tail = [*tail[-19:], line.rstrip()]
+        finally:
+            proc.wait()
+            children.ended(proc.pid)
     if proc.returncode != 0:
         raise BuildError(f"{what} failed (exit code {proc.returncode}):\n" + "\n".join(tail))

@@ -1,17 +1,24 @@
 """Environment → venv, for the process runtime: built once per content hash under
 `$APPLIANCE_HOME/envs/<digest>/`, shared by every deployment with the same requirements, reused
-after a restart. A venv sees the appliance's own packages last (a .pth file), so the worker runs
-in it while the environment's own pins win."""
+after a restart.
+
+A venv holds the environment's own packages and, pinned to the versions this daemon runs, only what
+the worker needs to serve (as an Azure environment holds azureml-inference-server-http and what it
+needs): a score.py importing what its conda file lacks fails with ModuleNotFoundError, as on Azure.
+The worker's own code is not installed there: each daemon puts its `appliance` package (and nothing
+else of its own) on the worker's path at launch (`worker_path`), so it runs its own scoring code
+whichever checkout built the venv."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
 import shutil
 import sys
-import sysconfig
 import venv
 from pathlib import Path
 
@@ -21,6 +28,18 @@ from appliance.specs import EnvironmentSpec
 
 _SKIP = {"python", "pip", "setuptools", "wheel"}
 _CONDA_PIN = re.compile(r"^([A-Za-z0-9_.\-]+)\s*=\s*([^=<>!~\s]+)$")  # numpy=1.26 (conda's "1.26.*")
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+LAYOUT = 2  # of a venv: 2 = no fallback to the daemon's site-packages (1 had one, in a .pth file)
+
+# What `python -m appliance.scoring` imports to serve (checked with `python -X importtime`), as the
+# distributions that provide it: its ASGI server (uvicorn on httptools and uvloop) and JSON codec;
+# for a scoring script, what Azure's inference server brings into every environment it serves (Flask
+# behind @rawhttp's AMLRequest/AMLResponse, inference-schema for @input_schema), imported only by the
+# scripts that use them; for a no-code ONNX model, numpy and onnxruntime (whichever build this daemon
+# runs: onnxruntime-gpu is large, so a script's venv has it only if its environment lists it).
+SERVER = ("uvicorn", "httptools", "uvloop", "msgspec")
+SCRIPT = ("flask", "inference-schema")
+ONNX = ("numpy", "onnxruntime")
 
 
 def requirements(spec: EnvironmentSpec) -> list[str]:
@@ -41,19 +60,106 @@ def requirements(spec: EnvironmentSpec) -> list[str]:
     return found
 
 
-def digest(reqs: list[str]) -> str:
-    identity = {"python": list(sys.version_info[:2]), "requirements": reqs}
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def named(reqs: list[str]) -> set[str]:
+    """The distributions a list of pip requirements names (not its options, paths or bare URLs)."""
+    found = {canonical(m.group(1)) for r in reqs if not r.lstrip().startswith(("-", ".", "/"))
+             and "://" not in r.split("@")[0] and (m := _NAME.match(r))}
+    if any(n.startswith("onnxruntime") for n in found):  # any build of it: they share one import name
+        found.add("onnxruntime")
+    return found
+
+
+@functools.cache
+def _provider(module: str) -> str:
+    """The distribution that provides an import name here (onnxruntime → onnxruntime-gpu)."""
+    return (importlib.metadata.packages_distributions().get(module) or [module])[0]
+
+
+def worker_pins(reqs: list[str], onnx: bool = False) -> list[str]:
+    """`name==version` for what the worker needs (SERVER, and SCRIPT or ONNX), each at the version this
+    daemon runs, with what it requires in turn (markers as they evaluate here: the venv has this Python).
+    What `reqs` names is left to them (the environment's own pins win), and so is what it requires."""
+    from packaging.requirements import Requirement
+
+    own = named(reqs)
+    todo = [(canonical(n), frozenset[str]()) for n in (*SERVER, *(ONNX if onnx else SCRIPT))]
+    pins: dict[str, str] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        name, extras = todo.pop()
+        if name in own or (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        if name == "onnxruntime":
+            name = canonical(_provider("onnxruntime"))
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:  # not here: unpinned (pip's newest)
+            pins.setdefault(name, name)
+            continue
+        pins[name] = f"{dist.metadata['Name']}=={dist.version}"
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in (*extras, "")):
+                todo.append((canonical(req.name), frozenset(req.extras)))
+    return sorted(pins.values(), key=str.lower)
+
+
+def digest(reqs: list[str], pins: list[str] | None = None) -> str:
+    """A venv's name: the Python, the environment's requirements, and the worker's pins beside them."""
+    identity = {"python": list(sys.version_info[:2]), "requirements": reqs, "worker": pins or [], "layout": LAYOUT}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _fallback_paths() -> list[str]:
-    """Where the appliance and its dependencies live, for the venv to fall back on."""
-    return [sysconfig.get_paths()["purelib"], str(Path(appliance.__file__).resolve().parents[1])]
+def worker_path(folder: Path) -> Path:
+    """`folder`, holding this daemon's `appliance` package (a symbolic link) and nothing else: what a
+    worker in an environment's venv gets on its PYTHONPATH, so that it runs this daemon's scoring code
+    without seeing the daemon's other packages (its site-packages may hold the appliance too)."""
+    package = Path(appliance.__file__).resolve().parent
+    link = folder / "appliance"
+    if link.is_symlink() and link.resolve() == package:
+        return folder
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging = folder / f".appliance.{os.getpid()}"
+    staging.unlink(missing_ok=True)
+    staging.symlink_to(package, target_is_directory=True)
+    os.replace(staging, link)
+    return folder
 
 
-def ensure(root: Path, reqs: list[str], say: Say) -> Path:
-    """The python of the venv for `reqs`, built now unless it already is."""
-    target = root / digest(reqs)
+def wheelhouse(root: Path, pins: list[str], say: Say) -> Path:
+    """The worker's wheels for `pins`, made once (from pip's usual sources, or its cache) under `root`,
+    so that each venv installs them without asking an index."""
+    folder = root / ".wheels" / hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16]
+    if (folder / ".ready").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    say(f"fetching the worker's packages (once): {' '.join(pins)}")
+    try:
+        run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input", "--progress-bar",
+             "off", "--no-deps", "--wheel-dir", str(staging), *pins], say, "fetching the worker's packages")
+    except BuildError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    (staging / ".ready").write_text(json.dumps({"worker": pins}) + "\n")
+    try:
+        os.rename(staging, folder)
+    except OSError:  # made meanwhile by another build: as good
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def ensure(root: Path, reqs: list[str], say: Say, *, onnx: bool = False) -> Path:
+    """The python of the venv for `reqs` and the worker (for a no-code ONNX model if `onnx`, else for a
+    scoring script), built now unless it already is."""
+    pins = worker_pins(reqs, onnx)
+    target = root / digest(reqs, pins)
     python = target / "bin" / "python"
     if (target / ".ready").exists():
         return python
@@ -61,17 +167,21 @@ def ensure(root: Path, reqs: list[str], say: Say) -> Path:
     staging = root / f".{target.name}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     say(f"building environment venv {target.name[:12]}: {' '.join(reqs)}")
+    wheels = wheelhouse(root, pins, say)
     venv.create(staging, with_pip=False, symlinks=True)
-    site = next((staging / "lib").glob("python*/site-packages"))
-    (site / "zz-appliance-fallback.pth").write_text("\n".join(_fallback_paths()) + "\n")
-    command = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python"), "install",
-               "--disable-pip-version-check", "--no-input", "--progress-bar", "off", *reqs]
+    pip = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python"), "install",
+           "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
     try:
-        run(command, say, "pip install")
+        # The worker's packages first, from their wheelhouse (no index asked); then the environment's,
+        # whose needs win where they differ (pip replaces a worker package they can't live with).
+        say(f"with the worker's own packages, as this daemon runs them: {' '.join(pins)}")
+        run([*pip, "--no-index", "--no-deps", "--find-links", str(wheels), *pins], say,
+            "installing the worker's packages")
+        run([*pip, *reqs], say, "pip install")
     except BuildError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    (staging / ".ready").write_text(json.dumps({"requirements": reqs}) + "\n")
+    (staging / ".ready").write_text(json.dumps({"requirements": reqs, "worker": pins}) + "\n")
     try:
         os.rename(staging, target)
     except OSError:  # built meanwhile by someone else: theirs is as good

@@ -29,6 +29,9 @@ class DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+WAIT = 1800  # s: how long apply and deployment create/update wait for a deployment to be ready or failed
+
+
 @contextmanager
 def reporting() -> Iterator[None]:
     """Errors from the daemon or from bad input: one clear line on stderr, a non-zero exit."""
@@ -109,39 +112,41 @@ def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless:
 @cli.command()
 @click.option("-f", "--file", "files", multiple=True, required=True, type=click.Path(dir_okay=False),
               help="Azure ML CLI v2 YAML (model, environment, online endpoint, online deployment); repeatable.")
-@click.option("--no-wait", is_flag=True, help="Return before new instances are ready.")
+@click.option("--no-wait", is_flag=True, help="Return at once, without waiting for deployments to be ready.")
 @output_option
 @click.pass_context
 def apply(ctx: click.Context, files: tuple[str, ...], no_wait: bool, fmt: str) -> None:
     """Create or update everything in FILES, in dependency order; all or nothing."""
     with reporting():
         result = follow_stream(client(ctx).apply_streamed(documents_from_files(list(files)),
-                                                          wait=0 if no_wait else 120))
-    report_apply(result, fmt)
+                                                          wait=0 if no_wait else WAIT))
+    report_apply(result, fmt, not no_wait)
 
 
-def report_apply(result: dict[str, Any], fmt: str) -> None:
+def report_apply(result: dict[str, Any], fmt: str, waited: bool) -> None:
+    """What was applied; exits 1 when a deployment failed or, waited for, is not ready (as `az ml` does)."""
     for warning in result["warnings"]:
         output.warn(warning)
     if fmt != "table":
         emit(result, fmt)
-        return
-    for item in result["applied"]:
-        if item["kind"] == "traffic":
-            shares = ", ".join(f"{k}={v}" for k, v in item["traffic"].items())
-            output.note(f"endpoint {item['name']}: traffic {shares}")
-            continue
-        version = f":{item['version']}" if "version" in item else ""
-        where = f" on {item['endpoint']}" if "endpoint" in item else ""
-        output.note(f"{item['kind'].replace('_', ' ')} {item['name']}{version}{where} applied")
-    failed = False
-    for dep in result["deployments"]:
-        state = dep["provisioning_state"]
-        output.note(f"deployment {dep['endpoint_name']}/{dep['name']}: {state}"
-                    + (f" on {dep['provider']}" if dep.get("provider") else "")
-                    + (f" — {dep['error']}" if dep.get("error") else ""))
-        failed |= state == "Failed"
-    if failed:
+    else:
+        for item in result["applied"]:
+            if item["kind"] == "traffic":
+                shares = ", ".join(f"{k}={v}" for k, v in item["traffic"].items())
+                output.note(f"endpoint {item['name']}: traffic {shares}")
+                continue
+            version = f":{item['version']}" if "version" in item else ""
+            where = f" on {item['endpoint']}" if "endpoint" in item else ""
+            output.note(f"{item['kind'].replace('_', ' ')} {item['name']}{version}{where} applied")
+        for dep in result["deployments"]:
+            output.note(f"deployment {dep['endpoint_name']}/{dep['name']}: {dep['provisioning_state']}"
+                        + (f" on {dep['provider']}" if dep.get("provider") else ""))
+    not_ready = [dep for dep in result["deployments"]
+                 if dep["provisioning_state"] == "Failed" or (waited and dep["provisioning_state"] != "Succeeded")]
+    for dep in not_ready:
+        why = dep.get("error") or f"still {dep['provisioning_state']} after {WAIT} s"
+        output.fail(f"deployment {dep['endpoint_name']}/{dep['name']} is {dep['provisioning_state']}: {why}")
+    if not_ready:
         sys.exit(1)
 
 
@@ -504,8 +509,8 @@ def deployment_create(ctx: click.Context, file: str, name: str | None, endpoint_
         for key, value in _pairs(sets, "--set").items():
             set_field(body, key, value)
         result = follow_stream(client(ctx).apply_streamed(docs, create_only=True, all_traffic=all_traffic,
-                                                          wait=0 if no_wait else 120))
-    report_apply(result, fmt)
+                                                          wait=0 if no_wait else WAIT))
+    report_apply(result, fmt, not no_wait)
 
 
 @deployment.command("list")
@@ -540,8 +545,8 @@ def deployment_update(ctx: click.Context, endpoint_name: str, name: str, sets: t
     """Change a deployment: a new instance count scales, anything else replaces instances
     one group at a time (new ones ready before old ones drain)."""
     with reporting():
-        result = client(ctx).update_deployment(endpoint_name, name, _pairs(sets, "--set"), 0 if no_wait else 120)
-    report_apply(result, fmt)
+        result = client(ctx).update_deployment(endpoint_name, name, _pairs(sets, "--set"), 0 if no_wait else WAIT)
+    report_apply(result, fmt, not no_wait)
 
 
 @deployment.command("logs")

@@ -26,7 +26,7 @@ from msgspec import Meta, Struct
 import appliance
 from appliance.builder import images
 from appliance.builder.run import BuildError
-from appliance.daemon import views
+from appliance.daemon import background, views
 from appliance.daemon.control import Control
 from appliance.registry import EndpointRecord, Event
 from appliance.registry.requestlog import RequestLogStore
@@ -246,7 +246,7 @@ async def create_model(request: Request[Any, Any, Any], data: DocumentIn) -> vie
     doc = await asyncio.to_thread(_parse, data)
     if not isinstance(doc.spec, ModelSpec):
         raise SpecError(f"expected a model, got a {doc.kind}", source=doc.source)
-    return views.model(await asyncio.to_thread(_control(request).register_model, doc))
+    return views.model(await background.run(_control(request).register_model, doc))
 
 
 @get("/environments", responses=_answers())

@@ -52,6 +52,10 @@ def _raw_response(status: int, phrase: str, message: str) -> bytes:
             f"x-request-id: {uuid.uuid4()}\r\nconnection: close\r\n\r\n").encode() + body
 
 
+class _HeadTooLarge(Exception):
+    pass
+
+
 class _Pool:
     """The open connections not serving a request, oldest first (a dict keeps insertion order)."""
 
@@ -73,7 +77,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_bytes = 0
+        self._head_bytes = 0  # received since the request began, while its head is not complete
+        self._head_parsed = 0  # its line and headers, as parsed
         self._in_head = True  # reading a request's line and headers (or waiting for its first byte)
         self._deadline: asyncio.TimerHandle | None = None
         self._too_large = False
@@ -113,24 +118,43 @@ class GuardedProtocol(HttpToolsProtocol):
             if self._deadline is None:  # a request's first byte after a keep-alive wait
                 self._arm(self.limits.header_timeout)
             self._head_bytes += len(data)
-            if self._head_bytes > self.limits.header_bytes:
-                # Checked on what arrives, not on parsed headers: an unfinished header is buffered whole
-                # by the parser before it is ever handed over.
-                self._refuse(431, "Request Header Fields Too Large",
-                             f"the request line and headers exceed {self.limits.header_bytes} bytes")
-                return
         super().data_received(data)
+        # A head still unfinished is checked on what arrived, not on parsed headers: the parser buffers an
+        # unfinished header whole before it hands it over.
+        if self._in_head and self._head_bytes > self.limits.header_bytes and not self.transport.is_closing():
+            self._too_large = True
+            self.send_400_response("")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._head_parsed = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._head_parsed += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_parsed += len(name) + len(value) + 4
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self._head_parsed > self.limits.header_bytes:
+            self._too_large = True
+            raise _HeadTooLarge  # the parser stops; uvicorn answers with `send_400_response`
         self._in_head = False
         self._head_bytes = 0
         self.pool.idle.pop(self, None)
         self._arm(self.limits.body_timeout)
         super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it can't parse; 431 for one whose head is too large."""
+        if self._too_large:
+            self._refuse(431, "Request Header Fields Too Large",
+                         f"the request line and headers exceed {self.limits.header_bytes} bytes")
+        else:
+            self._refuse(400, "Bad Request", f"not a valid HTTP request: {msg}")
 
     def on_message_complete(self) -> None:
         self._disarm()

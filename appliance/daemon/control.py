@@ -22,6 +22,7 @@ import msgspec
 
 from appliance.builder import dockerfile, images, venv
 from appliance.builder.run import BuildError
+from appliance.daemon import background
 from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, ModelRecord, Registry
 from appliance.registry.artifacts import Artifact
 from appliance.router import EndpointRoute, RoutingTable, tokens
@@ -160,7 +161,7 @@ class Control:
     async def apply(self, documents: list[Document], *, create_only: bool = False,
                     all_traffic: bool = False, wait: float = 0.0, progress: Progress | None = None) -> Outcome:
         try:
-            outcome = await asyncio.to_thread(self._apply_sync, documents, create_only, all_traffic)
+            outcome = await background.run(self._apply_sync, documents, create_only, all_traffic)
         except BaseException:
             await self.remove_unused_artifacts()  # what it stored for nothing
             raise
@@ -536,17 +537,26 @@ class Control:
         read, planned and built off the event loop, concurrently; then changed under its own lock, and only
         if its record is still the one it was built for, so per deployment the latest spec wins (a slower,
         older apply changes nothing) and a deleted one stays deleted. New deployments start at once (and are
-        waited for up to `wait` seconds); changed ones are replaced before this returns."""
-        fresh = await asyncio.gather(*(self._converge_one(key, progress) for key in deployments))
+        waited for up to `wait` seconds, as are those that had no instance, a failed one fixed, say); changed
+        ones are replaced before this returns."""
+        changed = await asyncio.gather(*(self._converge_one(key, progress) for key in deployments))
         for endpoint in endpoints:
             await self.refresh_route(endpoint)
-        if wait > 0:
-            await asyncio.gather(*(r.wait_settled(wait) for r in fresh if r is not None))
+        if wait > 0:  # as `az ml online-deployment create` does: until each is ready, or failed
+            await asyncio.gather(*(self._settle(r, wait, progress) for r in changed if r is not None))
         await self.remove_unused_artifacts()  # replaced code, once its old instances have drained
         await self._changed()
 
+    async def _settle(self, runtime: DeploymentRuntime, wait: float, progress: Progress | None) -> None:
+        name = runtime.plan.deployment
+        if progress and runtime.state in ("Creating", "Updating"):
+            progress(f"{name}: waiting for {runtime.plan.instance_count} instance(s) to be ready")
+        await runtime.wait_settled(wait)
+        if progress:
+            progress(f"{name}: {runtime.state}" + (f" ({runtime.error})" if runtime.error else ""))
+
     async def _converge_one(self, key: tuple[str, str], progress: Progress | None) -> DeploymentRuntime | None:
-        """One deployment brought to its stored spec; its runtime if it was new (to wait for)."""
+        """One deployment brought to its stored spec; its runtime, to wait for, if instances were started."""
         rec = await asyncio.to_thread(self.registry.find_deployment, *key)
         if rec is None:
             return None
@@ -571,8 +581,8 @@ class Control:
                 runtime = await self.supervisor.apply(built)
                 await self.refresh_route(key[0])
                 return runtime
-            await self.supervisor.apply(built)  # replaced (new instances ready first) or scaled
-            return None
+            # Replaced (new instances ready first) or scaled; or started, a deployment that had no instance.
+            return await self.supervisor.apply(built)
 
     async def remove_unused_artifacts(self) -> None:
         """Stored snapshots that neither the registry nor a running instance refers to any more."""
@@ -609,7 +619,7 @@ class Control:
                 return dataclasses.replace(plan, image=self._image(plan, rec, say))
 
         try:
-            return await asyncio.to_thread(build)
+            return await background.run(build)
         except (BuildError, images.DockerUnavailable) as exc:
             return f"environment build failed: {exc}"
 

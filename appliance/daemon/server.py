@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import gc
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
 
+from appliance import children
 from appliance.builder import images
 from appliance.daemon.api import create_app
 from appliance.daemon.asgi import Dispatcher
@@ -42,6 +46,39 @@ def _logging(home: Home) -> None:
     logging.getLogger("appliance").setLevel(logging.INFO)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The daemon's listening socket, bound before anything is restored (as uvicorn would bind it)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # from here on, connections wait in the backlog until the daemon serves
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (f"error: port {port} on {host} is already in use (another appliance daemon, or another "
+                f"server); stop it, or choose another port with --port")
+    return f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; choose another with --port or --host"
+
+
+class _Server(uvicorn.Server):
+    """Says it serves once it does: after the lifespan startup (the restore) and the listeners are up."""
+
+    def __init__(self, config: uvicorn.Config, on_serving: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_serving = on_serving
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self._on_serving()
+
+
 def default_max_instances() -> int:
     """Instances a deployment may ask for unless `up --max-instances` says otherwise: what this machine
     can run side by side (each is a process, or a model session in the daemon)."""
@@ -58,6 +95,13 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     except HomeBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    try:  # before anything is opened or restored: a port in use is one line, not a half-started daemon
+        sock = listen(host, port)
+    except OSError as exc:
+        print(cannot_listen(host, port, exc), file=sys.stderr)
+        home.release()
+        return 1
+    port = sock.getsockname()[1]  # --port 0: the one the system gave
     # Owner only, from here on: what this daemon creates in the home (DuckDB re-creates its WAL at every
     # checkpoint; logs), and what an earlier version left 0755/0644. Artifacts keep their sources' modes
     # (the store copies them), so containers' non-root users still read them; build contexts are read
@@ -70,9 +114,16 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
         registry = Registry(home.root, home.secret_key())
     except SealError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sock.close()
         home.release()
         return 1
     run_dir = Path(tempfile.mkdtemp(prefix="appliance-"))  # short: Unix socket paths max out at 107 bytes
+    # What a killed daemon on this home left (workers, builds, half-built venvs, its run folder) goes;
+    # this one's children are recorded from here on.
+    records = children.Children(home.root / "run")
+    if left := records.claim(run_dir, home.root / "envs"):
+        log.info("removed what an earlier daemon on this home left behind: %s", left)
+    children.use(records)
     supervisor = Supervisor(run_dir, home.logs, home=str(home.root))
     table = RoutingTable()
     control = Control(registry, supervisor, table, home.signing_key(), runtime, base_image,
@@ -94,6 +145,8 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
         # collector's sight, a full collection no longer walks it (measured: 60-90 ms pauses, a few a
         # minute under load, each one a latency spike for every request in flight).
         gc.freeze()
+
+    def serving() -> None:
         home.announce(base_url)
         log.info("serving %s (home %s); endpoints at %s/endpoints/<name>/score", base_url, home.root, base_url)
 
@@ -104,6 +157,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
         await supervisor.stop_all()
         requests.close()  # every request logged so far reaches the database
         registry.close()
+        records.release()
         home.release()
         shutil.rmtree(run_dir, ignore_errors=True)
         log.info("stopped")
@@ -116,14 +170,16 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
                             timeout_keep_alive=limits.keepalive_timeout,
                             log_level="warning", timeout_graceful_shutdown=10, server_header=False,
                             date_header=False, proxy_headers=False)
-    server = uvicorn.Server(config)
+    server = _Server(config, serving)
     # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, so the process would die by the
     # signal; with these (restored by uvicorn afterwards) a clean stop exits 0 instead.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
+        sock.close()
+        children.use(None)
         home.release()
         shutil.rmtree(run_dir, ignore_errors=True)
     return 0 if server.started else 1

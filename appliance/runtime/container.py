@@ -55,6 +55,9 @@ class ContainerInstance:
     async def start(self) -> None:
         env, volumes = self._environment()
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        if self.container is not None:  # a restart: the container that exited goes
+            with contextlib.suppress(docker.errors.DockerException):
+                await asyncio.to_thread(self.container.remove, force=True)
         self._exit = None
         plan = self.plan
         gpus = [DeviceRequest(count=-1, capabilities=[["gpu"]])] if plan.gpu else None
@@ -69,10 +72,30 @@ class ContainerInstance:
 
         self.container = await asyncio.to_thread(run)
         await asyncio.to_thread(self.container.reload)
-        binding = self.container.attrs["NetworkSettings"]["Ports"][f"{plan.port}/tcp"][0]
-        self.client = HTTPClient(host="127.0.0.1", port=int(binding["HostPort"]))
+        ports = (self.container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+        bindings = ports.get(f"{plan.port}/tcp") or []  # none when the container has exited already
+        if not bindings:
+            raise await self._no_port()
+        self.client = HTTPClient(host="127.0.0.1", port=int(bindings[0]["HostPort"]))
         threading.Thread(target=self._copy_logs, args=(self.container,), daemon=True).start()
         self._exited = asyncio.create_task(self._watch_exit(self.container))
+
+    async def _no_port(self) -> RuntimeError:
+        """Why a started container publishes no port: it exited at once (its exit code and last lines)."""
+        container = self.container
+        state = container.attrs.get("State") or {}
+        if state.get("Running"):
+            return RuntimeError(f"container {container.name} publishes no port {self.plan.port}/tcp")
+
+        def tail() -> list[str]:
+            return container.logs(tail=TAIL_LINES).decode(errors="replace").splitlines()
+
+        with contextlib.suppress(docker.errors.DockerException):
+            self.tail = await asyncio.to_thread(tail)
+        self._exit = int(state.get("ExitCode", -1))
+        lines = "\n".join(self.tail[-10:])
+        return RuntimeError(f"container {container.name} exited as it started (exit code {self._exit})"
+                            + (f":\n{lines}" if lines else ""))
 
     async def _watch_exit(self, container: Any) -> int:
         """Noticed as soon as the container stops, so `running` is always true to it."""

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from appliance import children
+from appliance.builder import venv
 from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.transport import HTTPClient
@@ -43,6 +45,10 @@ class ProcessInstance:
         env["APPLIANCE_MODEL_NAME"] = plan.model_name or plan.deployment
         env["APPLIANCE_MODEL_VERSION"] = plan.model_version or "1"
         env["APPLIANCE_INSTANCE"] = self.name
+        if plan.python:  # an environment's venv: this daemon's scoring code, none of its other packages
+            own = dict(plan.environment_variables).get("PYTHONPATH")
+            path = venv.worker_path(self.socket.parent / "worker-path")
+            env["PYTHONPATH"] = os.pathsep.join([str(path), *([own] if own else [])])
         return env
 
     async def start(self) -> None:
@@ -50,8 +56,10 @@ class ProcessInstance:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = await asyncio.create_subprocess_exec(
             self.plan.python or sys.executable, "-m", "appliance.scoring", "--socket", str(self.socket),
+            "--parent-pid", str(os.getpid()),  # the worker ends with this daemon, even a killed one
             env=self.environment(), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        children.started(self.proc.pid, "worker", self.name)  # for the next daemon, should this one be killed
         assert self.proc.stdout and self.proc.stderr
         self._pumps = [asyncio.create_task(self._pump(self.proc.stdout, "stdout")),
                        asyncio.create_task(self._pump(self.proc.stderr, "stderr"))]
@@ -78,6 +86,7 @@ class ProcessInstance:
     async def wait(self) -> int:
         assert self.proc
         code = await self.proc.wait()
+        children.ended(self.proc.pid)
         await asyncio.gather(*self._pumps, return_exceptions=True)
         return code
 

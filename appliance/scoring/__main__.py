@@ -9,10 +9,25 @@ init() has run before the socket is bound, so a worker that answers `GET /` is r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> bool:
+    """Linux: this process gets SIGKILL when `parent` (its daemon) dies, however it dies (`kill -9`
+    too); false if the parent is gone already (it died before the signal was asked for)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return os.getppid() == parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--socket", help="Unix socket path to serve on")
     where.add_argument("--port", type=int, help="TCP port to serve on")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--parent-pid", type=int, help="End with this process (the daemon that starts the worker)")
     args = parser.parse_args(argv)
+    if args.parent_pid and not die_with_parent(args.parent_pid):
+        print(f"the daemon that started this worker (pid {args.parent_pid}) is gone", file=sys.stderr)
+        return 1
 
     import uvicorn
 

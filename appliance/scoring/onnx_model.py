@@ -3,32 +3,50 @@ inputs (dtypes and shapes from the model's own signature) with errors a user can
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import onnxruntime as ort
-from onnxruntime.capi import _pybind_state
+from typing import TYPE_CHECKING, Any
 
 from appliance.scoring import providers
 
-# ONNX tensor types → numpy dtypes and Open Inference Protocol datatypes.
-DTYPES: dict[str, tuple[Any, str]] = {
-    "tensor(float)": (np.float32, "FP32"),
-    "tensor(double)": (np.float64, "FP64"),
-    "tensor(float16)": (np.float16, "FP16"),
-    "tensor(int64)": (np.int64, "INT64"),
-    "tensor(int32)": (np.int32, "INT32"),
-    "tensor(int16)": (np.int16, "INT16"),
-    "tensor(int8)": (np.int8, "INT8"),
-    "tensor(uint8)": (np.uint8, "UINT8"),
-    "tensor(uint16)": (np.uint16, "UINT16"),
-    "tensor(bool)": (np.bool_, "BOOL"),
-    "tensor(string)": (np.object_, "BYTES"),
+
+class _Lazy:
+    """A module imported when first used. A scoring script's worker imports this module too, but its
+    venv holds numpy and onnxruntime only if its environment asks for them (as on Azure)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(importlib.import_module(self._name), attr)
+        setattr(self, attr, value)  # next time a plain attribute: no cost on the hot path
+        return value
+
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.capi import _pybind_state
+else:
+    np, ort, _pybind_state = _Lazy("numpy"), _Lazy("onnxruntime"), _Lazy("onnxruntime.capi._pybind_state")
+
+# ONNX tensor types → numpy dtypes (by name) and Open Inference Protocol datatypes.
+DTYPES: dict[str, tuple[str, str]] = {
+    "tensor(float)": ("float32", "FP32"),
+    "tensor(double)": ("float64", "FP64"),
+    "tensor(float16)": ("float16", "FP16"),
+    "tensor(int64)": ("int64", "INT64"),
+    "tensor(int32)": ("int32", "INT32"),
+    "tensor(int16)": ("int16", "INT16"),
+    "tensor(int8)": ("int8", "INT8"),
+    "tensor(uint8)": ("uint8", "UINT8"),
+    "tensor(uint16)": ("uint16", "UINT16"),
+    "tensor(bool)": ("bool_", "BOOL"),
+    "tensor(string)": ("object_", "BYTES"),
 }
 
 
@@ -49,7 +67,7 @@ class TensorSig:
     _sizes: Any = field(init=False, repr=False)  # what it picks out of this shape
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dtype", DTYPES[self.type][0] if self.type in DTYPES else None)
+        object.__setattr__(self, "dtype", getattr(np, DTYPES[self.type][0]) if self.type in DTYPES else None)
         axes = [axis for axis, n in enumerate(self.shape) if isinstance(n, int)]
         fixed = itemgetter(*axes) if axes else None
         object.__setattr__(self, "_fixed", fixed)

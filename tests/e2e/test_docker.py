@@ -202,6 +202,45 @@ def test_bring_your_own_container(docker_daemon: Daemon, tmp_path: Path, engine:
     assert response.json() == {"path": "/predict", "rows": 2}
 
 
+def test_a_container_that_exits_at_once_fails_clearly_and_an_update_recovers(
+        docker_daemon: Daemon, tmp_path: Path, engine: docker.DockerClient, docker_base_image: str) -> None:
+    daemon = docker_daemon
+    for tag, cmd in (("exits", '["sh", "-c", "echo no model here >&2; exit 3"]'),
+                     ("serves", '["python3", "/server.py"]')):
+        context = tmp_path / tag
+        context.mkdir()
+        (context / "server.py").write_text(CUSTOM_SERVER)
+        (context / "Dockerfile").write_text(f"FROM {docker_base_image}\nCOPY server.py /server.py\nCMD {cmd}\n")
+        engine.images.build(path=str(context), tag=f"appliance-test/{tag}:1")
+    routes = ("inference_config:\n  liveness_route: {path: /alive, port: 5001}\n"
+              "  readiness_route: {path: /ready, port: 5001}\n  scoring_route: {path: /predict, port: 5001}\n")
+    (tmp_path / "endpoint.yml").write_text("name: byoc\nauth_mode: key\n")
+    (tmp_path / "env.yml").write_text(f"name: custom\nversion: '1'\nimage: appliance-test/exits:1\n{routes}")
+    (tmp_path / "env2.yml").write_text(f"name: custom\nversion: '2'\nimage: appliance-test/serves:1\n{routes}")
+    dep = ("name: own\nendpoint_name: byoc\nenvironment: azureml:custom:{}\nruntime: docker\n"
+           "code_configuration:\n  code: ./serves\n  scoring_script: server.py\n")
+    (tmp_path / "dep.yml").write_text(dep.format(1))
+    daemon.cli("apply", "-f", "endpoint.yml", "-f", "env.yml", "-f", "dep.yml", cwd=tmp_path, check=False)
+
+    def shown() -> dict:
+        return json.loads(daemon.cli("deployment", "show", "byoc", "own", "-o", "json").stdout)
+
+    failed = wait_until(lambda: (s := shown())["provisioning_state"] == "Failed" and s, 60, "Failed")
+    error = failed["instances"][0]["error"] or ""
+    assert "exit code 3" in error and "no model here" in error and "KeyError" not in error, failed
+    wait_until(lambda: not [c for c in ours(engine, daemon.home) if c.status != "running"], 10,
+               "the exited container removed")
+
+    (tmp_path / "dep.yml").write_text(dep.format(2))
+    started = time.monotonic()
+    daemon.cli("apply", "-f", "env2.yml", "-f", "dep.yml", cwd=tmp_path)  # used to hang: the lock was held
+    assert time.monotonic() - started < 60
+    wait_until(lambda: shown()["provisioning_state"] == "Succeeded", 60, "Succeeded")
+    response = daemon.score("byoc", {"data": ROWS})
+    assert response.status_code == 200 and response.json() == {"path": "/predict", "rows": 2}
+    assert len(ours(engine, daemon.home)) == 1
+
+
 def test_errors_are_clear_and_nothing_is_half_done(docker_daemon: Daemon, iris_project: Path,
                                                   engine: docker.DockerClient, tmp_path: Path) -> None:
     daemon = docker_daemon

@@ -26,7 +26,8 @@ from typing import Any
 import psutil
 
 DAEMON = "daemon.json"
-_STAGING = re.compile(r"^\.[0-9a-f]+\.(\d+)$")  # envs/.<digest>.<pid>: a venv being built by <pid>
+# envs/.<digest>.<pid> and envs/.wheels/.<digest>.<pid>: a venv, or the worker's wheels, being built by <pid>
+_STAGING = re.compile(r"^\.[0-9a-f]+\.(\d+)$")
 
 
 @dataclass
@@ -73,8 +74,8 @@ class Children:
                 proc.kill()
         _wait_gone(victims, 5.0)
         left.processes = len(victims)
-        if envs.is_dir():  # after the builds were ended: nothing writes to these any more
-            for path in envs.iterdir():
+        for folder in (envs, envs / ".wheels"):  # after the builds were ended: nothing writes there any more
+            for path in folder.iterdir() if folder.is_dir() else ():
                 match = _STAGING.match(path.name)
                 if match and path.is_dir() and int(match.group(1)) != os.getpid() \
                         and not psutil.pid_exists(int(match.group(1))):

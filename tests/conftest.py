@@ -17,6 +17,16 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def served_provider() -> str:
+    """The provider a daemon on this machine serves ONNX with: CUDA where a GPU is usable, else the CPU."""
+    import onnxruntime
+
+    from appliance.scoring.providers import choose
+
+    return choose(onnxruntime.get_available_providers())[0]
+
 APPLIANCE = str(Path(sys.executable).parent / "appliance")
 sys.path.insert(0, str(ROOT / "examples" / "iris-onnx"))
 
@@ -44,6 +54,10 @@ def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+class PortTaken(Exception):
+    pass
+
+
 class Daemon:
     """`appliance up --headless` in a child process, and the CLI pointed at it."""
 
@@ -61,15 +75,25 @@ class Daemon:
         return {**os.environ, "APPLIANCE_HOME": str(self.home), "APPLIANCE_URL": self.url, **self.extra_env}
 
     def start(self) -> Daemon:
-        self.proc = subprocess.Popen([APPLIANCE, "up", "--headless", "--port", str(self.port), *self.flags],
-                                     env=self.env,
-                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        wait_until(self._healthy, 30, f"the daemon on {self.url} (log: {self.log})")
-        return self
+        """Started on a free port; if another process took that port between our look and the daemon's
+        bind (tests run side by side), on another."""
+        for _ in range(5):
+            self.proc = subprocess.Popen([APPLIANCE, "up", "--headless", "--port", str(self.port), *self.flags],
+                                         env=self.env,
+                                         stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+            try:
+                wait_until(self._healthy, 30, f"the daemon on {self.url} (log: {self.log})")
+                return self
+            except PortTaken:
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError(f"no free port found for the daemon (log: {self.log})")
 
     def _healthy(self) -> bool:
         assert self.proc
         if self.proc.poll() is not None:
+            if f"port {self.port} " in self.log.read_text() and "already in use" in self.log.read_text():
+                raise PortTaken
             raise AssertionError(f"the daemon exited with {self.proc.returncode}:\n{self.log.read_text()}")
         try:
             return httpx.get(f"{self.url}/api/v1/health", headers=self.admin, timeout=1).status_code == 200

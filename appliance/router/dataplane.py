@@ -125,10 +125,15 @@ class DataPlane:
             else:
                 name, deployment, pinned = _choose(route, headers, self._random)
                 req.deployment = name
+                if deployment is None:  # no runtime yet: still being created (its environment building)
+                    raise HTTPError(503, f"deployment {name!r} of endpoint {route.name!r} is not ready: it is "
+                                         "still being created; retry shortly (`appliance deployment show` says "
+                                         "how far it is)")
                 reply.append((PIN, name.encode()))
                 forwarded = _forwarded(headers, req.request_id)
-                if not pinned and route.mirror and self._random() * 100 < route.mirror[1]:
-                    mirror = route.deployments[route.mirror[0]], route.mirror[0], forwarded
+                if not pinned and route.mirror and self._random() * 100 < route.mirror[1] \
+                        and (target_runtime := route.deployments.get(route.mirror[0])) is not None:
+                    mirror = target_runtime, route.mirror[0], forwarded
                 response = await self._forward(deployment, req, method, target, forwarded)
                 status, payload, content_type = response.status, response.body, None
                 reply += [(k, v) for k, v in response.headers if k not in _DROP_BACK]
@@ -266,7 +271,7 @@ class DataPlane:
 
 
 def _choose(route: EndpointRoute, headers: Headers,
-            uniform: Callable[[], float]) -> tuple[str, DeploymentRuntime, bool]:
+            uniform: Callable[[], float]) -> tuple[str, DeploymentRuntime | None, bool]:
     """(name, deployment, pinned): the pinned deployment, or one drawn by live traffic."""
     pinned = _header(headers, PIN)
     if pinned is not None:
@@ -282,7 +287,7 @@ def _choose(route: EndpointRoute, headers: Headers,
         raise HTTPError(404, "No valid deployments to route to. Please check that the endpoint has at least "
                              "one deployment with positive weight values or use a deployment specific "
                              "header to route.")
-    return name, route.deployments[name], False
+    return name, route.deployments.get(name), False  # None: in traffic, but not created yet
 
 
 def _target(rest: str, method: str) -> str:

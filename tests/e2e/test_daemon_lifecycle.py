@@ -121,14 +121,20 @@ def test_a_build_interrupted_by_kill_is_cleaned_up_by_the_next_daemon(tmp_path: 
     applying = subprocess.Popen([APPLIANCE, "apply", "-f", "endpoint.yml", "-f", "env.yml", "-f", "blue.yml"],
                                 cwd=root, env=daemon.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        pips = wait_until(lambda: descendants(daemon.proc.pid, "pip"), 60, "pip to run")
         old = daemon.proc.pid
+        envs = daemon.home / "envs"
+
+        def staging() -> list[Path]:  # the half-built venv, or the worker's wheels being fetched
+            return [*envs.glob(f".*.{old}"), *(envs / ".wheels").glob(f".*.{old}")]
+
+        wait_until(staging, 60, "a build to be under way")
+        pips = descendants(old, "pip")
+        assert pips
         daemon.stop(signal.SIGKILL)
-        staging = list((daemon.home / "envs").glob(f".*.{old}"))
-        assert staging  # the killed daemon's half-built venv
+        left = staging()
         Daemon.start(daemon)
         assert all(gone(p) for p in pips)
-        assert not any(s.exists() for s in staging)
+        assert not any(s.exists() for s in left)
         wait_until(lambda: json.loads(daemon.cli("deployment", "show", "my-ep", "blue", "-o", "json").stdout)
                    ["provisioning_state"] == "Succeeded", 120, "the restored deployment")  # built afresh
     finally:

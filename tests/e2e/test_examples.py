@@ -11,7 +11,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import onnxruntime as ort
-from conftest import ROOT, Daemon
+from conftest import ROOT, Daemon, served_provider
 
 EXAMPLES = ROOT / "examples"
 
@@ -31,7 +31,7 @@ def test_iris_onnx_readme(daemon: Daemon) -> None:
     result = run_readme(EXAMPLES / "iris-onnx", daemon)
     # Two scoring calls (invoke and curl), each with the labels the README promises.
     assert result.stdout.count('"label":[0,2]') == 2, result.stdout
-    assert "Succeeded" in result.stdout and "CPUExecutionProvider" in result.stdout
+    assert "Succeeded" in result.stdout and served_provider() in result.stdout
 
 
 def test_sklearn_score_readme(daemon: Daemon) -> None:

@@ -347,3 +347,14 @@ def test_good_v2_requests_still_infer(model: OnnxModel) -> None:
     binary = model.infer_v2(_with(data=None, parameters={"binary_data_size": 32}),
                             np.asarray(ROWS, dtype=np.float32).tobytes())
     assert binary[0]["data"] == [0, 2]
+
+
+def test_a_deployment_in_traffic_but_not_yet_created_is_a_503_naming_it() -> None:
+    """Traffic may name a deployment whose environment is still building (it has no runtime yet): each
+    request is a JSON 503 saying so, with its request id and its row, never a 500."""
+    dataplane, recorder, deployments = plane()
+    del deployments["blue"]  # the route's own mapping: blue is in traffic, with no runtime
+    body = refused(call(dataplane), 503)
+    assert "'blue'" in body["message"] and "not ready" in body["message"]
+    [row] = recorder.rows
+    assert row[3] == "blue" and row[6] == 503

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import venv
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from appliance.specs import EnvironmentSpec
 _SKIP = {"python", "pip", "setuptools", "wheel"}
 _CONDA_PIN = re.compile(r"^([A-Za-z0-9_.\-]+)\s*=\s*([^=<>!~\s]+)$")  # numpy=1.26 (conda's "1.26.*")
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
 LAYOUT = 2  # of a venv: 2 = no fallback to the daemon's site-packages (1 had one, in a .pth file)
 
 # What `python -m appliance.scoring` imports to serve (checked with `python -X importtime`), as the
@@ -131,27 +134,44 @@ def worker_path(folder: Path) -> Path:
     return folder
 
 
+def _lock(path: Path) -> threading.Lock:
+    """One build of `path` at a time in this daemon (deployments sharing an environment build at once)."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path, threading.Lock())
+
+
+def _staging(target: Path) -> Path:
+    staging = target.with_name(f".{target.name}.{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
+def _publish(staging: Path, target: Path, ready: dict[str, list[str]]) -> None:
+    (staging / ".ready").write_text(json.dumps(ready) + "\n")
+    try:
+        os.rename(staging, target)
+    except OSError:  # made meanwhile by another daemon on this home: theirs is as good
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def wheelhouse(root: Path, pins: list[str], say: Say) -> Path:
     """The worker's wheels for `pins`, made once (from pip's usual sources, or its cache) under `root`,
     so that each venv installs them without asking an index."""
     folder = root / ".wheels" / hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16]
-    if (folder / ".ready").exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(f".{folder.name}.{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    say(f"fetching the worker's packages (once): {' '.join(pins)}")
-    try:
-        run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input", "--progress-bar",
-             "off", "--no-deps", "--wheel-dir", str(staging), *pins], say, "fetching the worker's packages")
-    except BuildError:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    (staging / ".ready").write_text(json.dumps({"worker": pins}) + "\n")
-    try:
-        os.rename(staging, folder)
-    except OSError:  # made meanwhile by another build: as good
-        shutil.rmtree(staging, ignore_errors=True)
+    with _lock(folder):
+        if (folder / ".ready").exists():
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = _staging(folder)
+        say(f"fetching the worker's packages (once): {' '.join(pins)}")
+        try:
+            run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input",
+                 "--progress-bar", "off", "--no-deps", "--wheel-dir", str(staging), *pins], say,
+                "fetching the worker's packages")
+        except BuildError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _publish(staging, folder, {"worker": pins})
     return folder
 
 
@@ -163,11 +183,18 @@ def ensure(root: Path, reqs: list[str], say: Say, *, onnx: bool = False) -> Path
     python = target / "bin" / "python"
     if (target / ".ready").exists():
         return python
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".{target.name}.{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     say(f"building environment venv {target.name[:12]}: {' '.join(reqs)}")
+    with _lock(target):
+        if not (target / ".ready").exists():  # else built meanwhile, for another deployment
+            _build(root, target, reqs, pins, say)
+    say(f"environment venv {target.name[:12]} ready")
+    return python
+
+
+def _build(root: Path, target: Path, reqs: list[str], pins: list[str], say: Say) -> None:
+    root.mkdir(parents=True, exist_ok=True)
     wheels = wheelhouse(root, pins, say)
+    staging = _staging(target)
     venv.create(staging, with_pip=False, symlinks=True)
     pip = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python"), "install",
            "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
@@ -181,10 +208,4 @@ def ensure(root: Path, reqs: list[str], say: Say, *, onnx: bool = False) -> Path
     except BuildError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    (staging / ".ready").write_text(json.dumps({"requirements": reqs, "worker": pins}) + "\n")
-    try:
-        os.rename(staging, target)
-    except OSError:  # built meanwhile by someone else: theirs is as good
-        shutil.rmtree(staging, ignore_errors=True)
-    say(f"environment venv {target.name[:12]} ready")
-    return python
+    _publish(staging, target, {"requirements": reqs, "worker": pins})

@@ -614,7 +614,8 @@ class Control:
                         progress(f"{plan.deployment}: {text}")
 
                 if plan.runtime == "process":
-                    python = venv.ensure(self.registry.home / "envs", list(plan.requirements), say)
+                    python = venv.ensure(self.registry.home / "envs", list(plan.requirements), say,
+                                         onnx=not plan.scoring_script)  # no-code: the worker runs the model
                     return dataclasses.replace(plan, python=str(python))
                 return dataclasses.replace(plan, image=self._image(plan, rec, say))
 

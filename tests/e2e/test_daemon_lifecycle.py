@@ -127,9 +127,7 @@ def test_a_build_interrupted_by_kill_is_cleaned_up_by_the_next_daemon(tmp_path: 
         def staging() -> list[Path]:  # the half-built venv, or the worker's wheels being fetched
             return [*envs.glob(f".*.{old}"), *(envs / ".wheels").glob(f".*.{old}")]
 
-        wait_until(staging, 60, "a build to be under way")
-        pips = descendants(old, "pip")
-        assert pips
+        pips = wait_until(lambda: staging() and descendants(old, "pip"), 60, "a build to be under way")
         daemon.stop(signal.SIGKILL)
         left = staging()
         Daemon.start(daemon)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, Daemon
 
 ENDPOINT = "name: my-ep\nauth_mode: key\n"
@@ -45,7 +47,18 @@ def deployment(name: str) -> str:
             f"code_configuration:\n  code: ./{name}\n  scoring_script: score.py\n")
 
 
-def test_a_score_py_sees_only_its_environment(daemon: Daemon, tmp_path: Path) -> None:
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
+    """A daemon started outside the checkout: its workers can't find `appliance` in their working folder."""
+    monkeypatch.chdir(tmp_path)
+    d = Daemon(tmp_path / "home").start()
+    yield d
+    if d.proc and d.proc.poll() is None:
+        d.stop()
+
+
+def test_a_score_py_sees_only_its_environment(elsewhere: Daemon, tmp_path: Path) -> None:
+    daemon = elsewhere
     project = tmp_path / "p"
     files = {"endpoint.yml": ENDPOINT, "conda.yml": CONDA, "env.yml": ENV,
              "probe/score.py": PROBE, "sklearn/score.py": SKLEARN, "probe.yml": deployment("probe"),
@@ -64,7 +77,7 @@ def test_a_score_py_sees_only_its_environment(daemon: Daemon, tmp_path: Path) ->
     assert answer["found"] == []  # none of the daemon's own packages
     assert answer["registry"] in DAEMONS_OWN and answer["daemon"] in DAEMONS_OWN  # the rest isn't importable
     daemons_site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    assert not daemons_site & set(answer["path"]), answer["path"]
+    assert not daemons_site & set(answer["path"]) and str(ROOT) not in answer["path"], answer["path"]
     # The worker's code is this daemon's own package, whichever daemon built the venv.
     assert Path(answer["scoring"]).resolve() == ROOT / "appliance" / "scoring" / "__init__.py"
     assert all("appliance" not in p.read_text() for p in envs[0].glob("lib/python*/site-packages/*.pth"))
@@ -109,3 +122,18 @@ def test_a_deployment_without_an_environment_runs_in_the_daemons_python(daemon: 
     daemon.cli("apply", "-f", "endpoint.yml", "-f", "fine.yml", cwd=project)
     assert daemon.score("my-ep", {}).json() == {"prefix": sys.prefix}
     assert not (daemon.home / "envs").exists() or not any((daemon.home / "envs").iterdir())
+
+
+def test_a_no_code_onnx_model_in_an_environment_that_lists_onnxruntime(daemon: Daemon, iris_project: Path) -> None:
+    """The worker's ONNX path in a venv: numpy and onnxruntime are the environment's (imported lazily by
+    the worker, so a scoring script's venv needs neither)."""
+    (iris_project / "conda.yml").write_text("dependencies:\n  - python=3.11\n  - pip:\n    - onnxruntime\n")
+    blue = iris_project / "blue.yml"
+    blue.write_text(blue.read_text() + "environment:\n  image: python:3.11-slim\n  conda_file: conda.yml\n")
+    daemon.cli("apply", "-f", "endpoint.yml", "-f", "blue.yml", cwd=iris_project)
+    shown = json.loads(daemon.cli("deployment", "show", "my-ep", "blue", "-o", "json").stdout)
+    assert shown["runtime"] == "process" and shown["provisioning_state"] == "Succeeded"
+    envs = [p for p in (daemon.home / "envs").iterdir() if not p.name.startswith(".")]
+    assert len(envs) == 1 and list(envs[0].glob("lib/python*/site-packages/onnxruntime"))
+    response = daemon.score("my-ep", {"data": [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]]})
+    assert response.status_code == 200 and response.json()["label"] == [0, 2]

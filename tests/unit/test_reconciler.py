@@ -46,7 +46,7 @@ class Build:
     def __init__(self) -> None:
         self.started, self.release = threading.Event(), threading.Event()
 
-    def __call__(self, root: Path, reqs: list[str], say: Any) -> Path:
+    def __call__(self, root: Path, reqs: list[str], say: Any, **options: Any) -> Path:
         self.started.set()
         assert self.release.wait(30), "the test never released the build"
         return Path(sys.executable)

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from appliance.registry import Registry
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -136,6 +138,35 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     yield d
     if d.proc and d.proc.poll() is None:
         d.stop()
+
+
+KEY = b"k" * 32  # a home's secrets.key, for in-process registries
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty home folder, for in-process tests of the registry."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def registry(home: Path) -> Iterator[Registry]:
+    """A registry on a real DuckDB file in `home`."""
+    reg = Registry(home, KEY)
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A model folder to register: a file, and one in a subfolder (its bytes need not be a real model)."""
+    folder = tmp_path / "src" / "iris-model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx-bytes")
+    (folder / "sub" / "labels.txt").write_text("setosa\nversicolor\nvirginica\n")
+    return folder
 
 
 @pytest.fixture(scope="session")

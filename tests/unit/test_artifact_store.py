@@ -14,24 +14,8 @@ from appliance.specs import SpecError
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def store(home: Path) -> ArtifactStore:
     return ArtifactStore(home / "artifacts")
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "src" / "iris-model"
-    (folder / "sub").mkdir(parents=True)
-    (folder / "model.onnx").write_bytes(b"onnx-bytes")
-    (folder / "sub" / "labels.txt").write_text("setosa\nversicolor\nvirginica\n")
-    return folder
 
 
 def nothing_stored(store: ArtifactStore, home: Path) -> bool:

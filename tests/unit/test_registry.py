@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import KEY
 
 from appliance.registry import Registry
 from appliance.registry.records import ModelRecord
@@ -19,31 +19,6 @@ from appliance.specs import (
     Probe,
     RequestSettings,
 )
-
-KEY = b"k" * 32  # the home's secrets.key: seals endpoint keys
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def registry(home: Path) -> Iterator[Registry]:
-    reg = Registry(home, KEY)
-    yield reg
-    reg.close()
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "src" / "iris-model"
-    (folder / "sub").mkdir(parents=True)
-    (folder / "model.onnx").write_bytes(b"onnx-bytes")
-    (folder / "sub" / "labels.txt").write_text("setosa\nversicolor\nvirginica\n")
-    return folder
 
 
 def add_model(reg: Registry, src: Path, name: str = "iris", version: str | None = None) -> ModelRecord:

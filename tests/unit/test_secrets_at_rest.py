@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import KEY
 
 from appliance.home import Home
 from appliance.registry import ArtifactStore, Registry
@@ -18,7 +18,6 @@ from appliance.registry.store import migrations
 from appliance.router import tokens
 from appliance.specs import OnlineEndpointSpec
 
-KEY = bytes(range(32))
 PRIMARY, SECONDARY = "PRIMARY-KEY-aaaaaaaaaaaaaaaaaaaaaaaaaaaa", "SECONDARY-KEY-bbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 
@@ -35,20 +34,6 @@ def on_disk(home: Path) -> bytes:
 def stored_keys(home: Path) -> list[tuple[str, str, str, str]]:
     with duckdb.connect(str(home / "appliance.duckdb"), read_only=True) as db:
         return db.execute("SELECT name, id, primary_key, secondary_key FROM online_endpoints ORDER BY name").fetchall()
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def registry(home: Path) -> Iterator[Registry]:
-    reg = Registry(home, KEY)
-    yield reg
-    reg.close()
 
 
 # -- encryption -----------------------------------------------------------------------------

@@ -379,7 +379,8 @@ def test_the_request_log_switches_off_and_on_while_serving(daemon: Daemon, blue_
     quiet = Daemon(daemon.home, "--no-request-log", "--request-log-retention", "forever").start()
     try:
         assert quiet.api("GET", "/request-log").json() | {"written": 0} == {
-            "enabled": False, "written": 0, "waiting": 0, "dropped": 0, "failed": 0, "retention_s": None, "pruned": 0}
+            "enabled": False, "written": 0, "waiting": 0, "dropped": 0, "failed": 0, "retention_s": None, "pruned": 0,
+            "max_bytes": 1024 << 20, "not_logged_unauthenticated": 0, "not_logged_unknown_endpoint": 0}
         assert quiet.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "started-off"}).status_code == 200
         assert quiet.api("PUT", "/request-log", json={"enabled": True}).json()["enabled"] is True
         assert quiet.score("my-ep", {"data": ROWS}, key=key, **{"x-request-id": "switched-on"}).status_code == 200

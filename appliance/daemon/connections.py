@@ -78,7 +78,6 @@ class GuardedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0  # received since the request began, while its head is not complete
-        self._head_parsed = 0  # its line and headers, as parsed
         self._in_head = True  # reading a request's line and headers (or waiting for its first byte)
         self._deadline: asyncio.TimerHandle | None = None
         self._too_large = False
@@ -128,18 +127,12 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_parsed = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._head_parsed += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_parsed += len(name) + len(value) + 4
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        if self._head_parsed > self.limits.header_bytes:
+        # The head as parsed (a body that came in the same packet is no part of it): summed once here,
+        # cheaper than a call per header.
+        if self._head_bytes > self.limits.header_bytes and \
+                len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers) > self.limits.header_bytes:
             self._too_large = True
             raise _HeadTooLarge  # the parser stops; uvicorn answers with `send_400_response`
         self._in_head = False

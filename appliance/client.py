@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import json as jsonlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import urlencode, urlsplit
 
 from appliance import home as homes
-from appliance.specs import read_yaml
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -24,42 +24,103 @@ class ApiError(Exception):
         self.message, self.status, self.field = message, status, field
 
 
+@dataclass
+class Response:
+    """A data-plane answer: status, headers (lower-case names), body."""
+
+    status_code: int
+    headers: dict[str, str] = field(default_factory=dict)
+    content: bytes = b""
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+
 def documents_from_files(paths: list[str | Path]) -> list[dict[str, Any]]:
     """Apply payload: each YAML document with the file it came from (relative paths resolve there)."""
+    from appliance.specs import read_yaml
+
     return [{"body": body, "source": str(Path(p).resolve())} for p in paths for body in read_yaml(p)]
 
 
 class Client:
+    """The control API over plain `http.client` (the CLI starts fast: no HTTP library to import)."""
+
     def __init__(self, url: str | None = None, token: str | None = None, home: str | Path | None = None,
                  timeout: float = 300.0) -> None:
         root = homes.resolve(home)
         announced = homes.read_daemon_file(root)
-        self.url = (url or os.environ.get("APPLIANCE_URL") or (announced or {}).get("url") or DEFAULT_URL).rstrip("/")
+        if url or os.environ.get("APPLIANCE_URL"):
+            self.url, self.url_from = (url or os.environ["APPLIANCE_URL"]), "--url/APPLIANCE_URL"
+        elif announced and announced.get("url"):
+            self.url, self.url_from = announced["url"], f"the daemon serving home {root}"
+        else:
+            self.url, self.url_from = DEFAULT_URL, f"the default (no daemon announces itself in home {root})"
+        self.url = self.url.rstrip("/")
         if token is None:
             token = os.environ.get("APPLIANCE_TOKEN")
         if token is None:
             token_file = root / "admin.token"
             token = token_file.read_text().strip() if token_file.exists() else ""
         self.home = root
-        self._http = httpx.Client(base_url=self.url, timeout=timeout,
-                                  headers={"authorization": f"Bearer {token}"})
+        self.timeout = timeout
+        self._token = token
+        parts = urlsplit(self.url if "://" in self.url else "http://" + self.url)
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
 
     def close(self) -> None:
-        self._http.close()
+        pass
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def unreachable(self, exc: Exception) -> ApiError:
+        return ApiError(f"cannot reach the appliance daemon at {self.url} ({self.url_from}): {exc}. "
+                        "Start it with `appliance up`, or point to a running one with --url URL (APPLIANCE_URL) "
+                        "or --home DIR (APPLIANCE_HOME)")
+
+    def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
+                 content: bytes | None = None, headers: dict[str, str] | None = None,
+                 timeout: float | None = -1.0) -> http.client.HTTPResponse:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        target = self._prefix + path + ("?" + urlencode(query) if query else "")
+        sent = {"authorization": f"Bearer {self._token}", "accept": "application/json", **(headers or {})}
+        if json is not None:
+            content = jsonlib.dumps(json).encode()
+            sent["content-type"] = "application/json"
+        wait = self.timeout if timeout == -1.0 else timeout
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = cls(self._host, self._port, timeout=wait)
         try:
-            response = self._http.request(method, "/api/v1" + path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ApiError(f"cannot reach the appliance daemon at {self.url} ({exc}); is `appliance up` "
-                           "running, with the same --home?") from None
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {"message": response.text}
-            raise ApiError(body.get("message") or response.reason_phrase, response.status_code, body.get("field"))
-        return response.json()
+            conn.request(method, target, body=content, headers=sent)
+            return conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self.unreachable(exc) from None
+
+    @staticmethod
+    def _refusal(response: http.client.HTTPResponse, body: bytes) -> ApiError:
+        try:
+            answer = jsonlib.loads(body)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            answer = {"message": body.decode("utf-8", "replace")}
+        return ApiError(answer.get("message") or response.reason, response.status, answer.get("field"))
+
+    def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
+              timeout: float | None = -1.0) -> Any:
+        response = self._request(method, "/api/v1" + path, params=params, json=json, timeout=timeout)
+        try:
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self.unreachable(exc) from None
+        if response.status >= 400:
+            raise self._refusal(response, body)
+        return jsonlib.loads(body) if body else None
 
     # -- control API ----------------------------------------------------------------------------
 
@@ -69,7 +130,8 @@ class Client:
     def apply(self, documents: list[dict[str, Any]], *, create_only: bool = False, all_traffic: bool = False,
               wait: float = 120.0) -> dict[str, Any]:
         return self._call("POST", "/apply", json={"documents": documents, "create_only": create_only,
-                                                  "all_traffic": all_traffic, "wait": wait}, timeout=wait + 60)
+                                                  "all_traffic": all_traffic, "wait": wait},
+                          timeout=wait + 60 if wait else self.timeout)
 
     def apply_streamed(self, documents: list[dict[str, Any]], *, create_only: bool = False,
                        all_traffic: bool = False, wait: float = 120.0) -> Iterator[dict[str, Any]]:
@@ -87,6 +149,9 @@ class Client:
     def get_model(self, name: str, version: str | None = None) -> dict[str, Any]:
         return self._call("GET", f"/models/{name}", params={"version": version} if version else None)
 
+    def archive_model(self, name: str, version: str | None = None, archived: bool = True) -> list[dict[str, Any]]:
+        return self._call("POST", f"/models/{name}/archive", json={"archived": archived, "version": version})
+
     def list_environments(self) -> list[dict[str, Any]]:
         return self._call("GET", "/environments")
 
@@ -95,16 +160,15 @@ class Client:
 
     def _stream(self, path: str, params: dict[str, Any], json: Any = None) -> Iterator[dict[str, Any]]:
         """NDJSON events of a long operation: {"log"} lines, then {"result"} or {"error"}."""
+        response = self._request("POST", "/api/v1" + path, params=params, json=json, timeout=None)
         try:
-            with self._http.stream("POST", "/api/v1" + path, params=params, json=json, timeout=None) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise ApiError(response.json().get("message", response.text), response.status_code)
-                for line in response.iter_lines():
-                    if line:
-                        yield jsonlib.loads(line)
-        except httpx.TransportError as exc:
-            raise ApiError(f"cannot reach the appliance daemon at {self.url} ({exc})") from None
+            if response.status >= 400:
+                raise self._refusal(response, response.read())
+            while line := response.readline():
+                if line.strip():
+                    yield jsonlib.loads(line)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self.unreachable(exc) from None
 
     def build_environment(self, name: str, version: str | None = None) -> Iterator[dict[str, Any]]:
         return self._stream(f"/environments/{name}/build", {"version": version} if version else {})
@@ -165,7 +229,7 @@ class Client:
 
     def update_deployment(self, endpoint: str, name: str, sets: dict[str, str], wait: float = 120.0) -> dict[str, Any]:
         return self._call("POST", f"/endpoints/{endpoint}/deployments/{name}/update",
-                          json={"set": sets, "wait": wait}, timeout=wait + 60)
+                          json={"set": sets, "wait": wait}, timeout=wait + 60 if wait else self.timeout)
 
     def deployment_logs(self, endpoint: str, name: str, *, instance: str | None = None, since: float | None = None,
                         tail: int | None = None, cursor: str | None = None) -> dict[str, Any]:
@@ -182,7 +246,7 @@ class Client:
 
     # -- data plane -----------------------------------------------------------------------------
 
-    def invoke(self, endpoint: str, body: bytes, deployment: str | None = None) -> httpx.Response:
+    def invoke(self, endpoint: str, body: bytes, deployment: str | None = None) -> Response:
         """Score with the endpoint's primary key (or a fresh token), as a user's client would."""
         if self.get_endpoint(endpoint)["auth_mode"] == "key":
             secret = self.get_credentials(endpoint)["primaryKey"]
@@ -191,7 +255,9 @@ class Client:
         headers = {"authorization": f"Bearer {secret}", "content-type": "application/json"}
         if deployment:
             headers["azureml-model-deployment"] = deployment
+        response = self._request("POST", f"/endpoints/{endpoint}/score", content=body, headers=headers)
         try:
-            return self._http.post(f"/endpoints/{endpoint}/score", content=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise ApiError(f"cannot reach the appliance daemon at {self.url} ({exc})") from None
+            content = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self.unreachable(exc) from None
+        return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, content)

@@ -9,7 +9,6 @@ import base64
 import fcntl
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -99,6 +98,8 @@ class Home:
         """Created once, readable by the owner only (0600)."""
         if path.exists():
             return path.read_text().strip()
+        import secrets  # here: the CLI, which only reads the home, starts faster without it
+
         value = secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

@@ -18,13 +18,14 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import threading
 import venv
 from pathlib import Path
 
 import appliance
-from appliance.builder.run import BuildError, Say, run
+from appliance.builder.run import BuildError, Say, host_environment, run
 from appliance.specs import EnvironmentSpec
 
 _SKIP = {"python", "pip", "setuptools", "wheel"}
@@ -43,6 +44,43 @@ LAYOUT = 2  # of a venv: 2 = no fallback to the daemon's site-packages (1 had on
 SERVER = ("uvicorn", "httptools", "uvloop", "msgspec")
 SCRIPT = ("flask", "inference-schema")
 ONNX = ("numpy", "onnxruntime")
+
+
+FROZEN = bool(getattr(sys, "frozen", False))  # the one-file build (scripts/build-onefile.sh)
+PYTHONS = ("python3", "python3.13", "python3.12", "python3.11")
+_PROBE = "import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))"
+
+
+@functools.cache
+def base_python() -> str:
+    """The Python an environment's venv is made from: the daemon's own, or, in the one-file build
+    (whose Python can't make venvs), the first Python 3.11+ with venv found on PATH."""
+    if not FROZEN:
+        return sys.executable
+    seen = []
+    for name in PYTHONS:
+        found = shutil.which(name)
+        if not found or found in seen:
+            continue
+        seen.append(found)
+        probe = subprocess.run([found, "-c", _PROBE], capture_output=True, env=host_environment())
+        if probe.returncode == 0:
+            return found
+    what = (f"only {', '.join(seen)}, without Python 3.11+ and its venv module (Debian: python3-venv)" if seen
+            else f"no python3 on PATH (looked for {', '.join(PYTHONS)})")
+    raise BuildError(f"this deployment needs a Python on this machine and there is none: {what}. The one-file "
+                     "appliance runs a scoring script (score.py) or an environment's packages in a venv made by "
+                     "the machine's Python 3.11 or newer; install one (Debian/Ubuntu: apt-get install python3 "
+                     "python3-venv) and apply again, or use runtime: docker. No-code ONNX deployments need none.")
+
+
+@functools.cache
+def _version(python: str) -> list[int]:
+    if python == sys.executable:
+        return list(sys.version_info[:2])
+    out = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
+                         text=True, check=True, env=host_environment()).stdout
+    return [int(x) for x in out.split()]
 
 
 def requirements(spec: EnvironmentSpec) -> list[str]:
@@ -114,7 +152,8 @@ def worker_pins(reqs: list[str], onnx: bool = False) -> list[str]:
 
 def digest(reqs: list[str], pins: list[str] | None = None) -> str:
     """A venv's name: the Python, the environment's requirements, and the worker's pins beside them."""
-    identity = {"python": list(sys.version_info[:2]), "requirements": reqs, "worker": pins or [], "layout": LAYOUT}
+    python = _version(base_python()) if FROZEN else list(sys.version_info[:2])
+    identity = {"python": python, "requirements": reqs, "worker": pins or [], "layout": LAYOUT}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
@@ -154,7 +193,7 @@ def _publish(staging: Path, target: Path, ready: dict[str, list[str]]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def wheelhouse(root: Path, pins: list[str], say: Say) -> Path:
+def wheelhouse(root: Path, pins: list[str], say: Say, pip: list[str] | None = None) -> Path:
     """The worker's wheels for `pins`, made once (from pip's usual sources, or its cache) under `root`,
     so that each venv installs them without asking an index."""
     folder = root / ".wheels" / hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16]
@@ -165,7 +204,7 @@ def wheelhouse(root: Path, pins: list[str], say: Say) -> Path:
         staging = _staging(folder)
         say(f"fetching the worker's packages (once): {' '.join(pins)}")
         try:
-            run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input",
+            run([*(pip or [sys.executable, "-m", "pip"]), "wheel", "--disable-pip-version-check", "--no-input",
                  "--progress-bar", "off", "--no-deps", "--wheel-dir", str(staging), *pins], say,
                 "fetching the worker's packages")
         except BuildError:
@@ -193,18 +232,25 @@ def ensure(root: Path, reqs: list[str], say: Say, *, onnx: bool = False) -> Path
 
 def _build(root: Path, target: Path, reqs: list[str], pins: list[str], say: Say) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    wheels = wheelhouse(root, pins, say)
     staging = _staging(target)
-    venv.create(staging, with_pip=False, symlinks=True)
-    pip = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python"), "install",
-           "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
     try:
+        if FROZEN:  # no pip in the binary: the machine's Python makes the venv, with pip, which does the rest
+            run([base_python(), "-m", "venv", "--symlinks", str(staging)], say, "creating the venv")
+            own_pip = [str(staging / "bin" / "python"), "-m", "pip"]
+            wheels = wheelhouse(root, pins, say, own_pip)
+            pip = [*own_pip, "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
+        else:
+            wheels = wheelhouse(root, pins, say)
+            venv.create(staging, with_pip=False, symlinks=True)
+            pip = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python"), "install",
+                   "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
         # The worker's packages first, from their wheelhouse (no index asked); then the environment's,
         # whose needs win where they differ (pip replaces a worker package they can't live with).
         say(f"with the worker's own packages, as this daemon runs them: {' '.join(pins)}")
         run([*pip, "--no-index", "--no-deps", "--find-links", str(wheels), *pins], say,
             "installing the worker's packages")
-        run([*pip, *reqs], say, "pip install")
+        if reqs:  # none for a scoring script without an environment (the one-file build gives it a venv)
+            run([*pip, *reqs], say, "pip install")
     except BuildError:
         shutil.rmtree(staging, ignore_errors=True)
         raise

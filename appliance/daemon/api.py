@@ -249,6 +249,19 @@ async def create_model(request: Request[Any, Any, Any], data: DocumentIn) -> vie
     return views.model(await background.run(_control(request).register_model, doc))
 
 
+class ArchiveIn(Struct, forbid_unknown_fields=True):
+    archived: bool = True
+    version: str | None = None  # default: every version
+
+
+@post("/models/{name:str}/archive", status_code=200, responses=_answers(*_BODY, _MISSING))
+async def archive_model(request: Request[Any, Any, Any], name: AssetName, data: ArchiveIn) -> list[views.ModelView]:
+    """`model archive` / `model restore`: hidden from listings, still usable by name:version."""
+    registry = _control(request).registry
+    records = await asyncio.to_thread(registry.archive_model, name, data.version, data.archived)
+    return [views.model(r) for r in records]
+
+
 @get("/environments", responses=_answers())
 async def list_environments(request: Request[Any, Any, Any]) -> list[views.EnvironmentView]:
     return [views.environment(r) for r in await asyncio.to_thread(_control(request).registry.list_environments)]
@@ -748,7 +761,7 @@ def create_app(control: Control, request_log: RequestLog, dataplane: DataPlane, 
 
     handlers = [
         health, apply, apply_streamed, build_environment, package, list_models, show_model, create_model,
-        list_environments, show_environment,
+        archive_model, list_environments, show_environment,
         list_endpoints, show_endpoint, delete_endpoint, credentials, update_traffic, regenerate_keys, get_token,
         request_log_status, switch_request_log, request_logs, metrics, mirror_report,
         list_deployments, show_deployment, update_deployment, deployment_logs, delete_deployment, events]

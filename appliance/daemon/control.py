@@ -36,6 +36,7 @@ from appliance.specs import (
     OnlineDeploymentSpec,
     OnlineEndpointSpec,
     SpecError,
+    check_set_key,
     parse,
     set_field,
     split_ref,
@@ -415,9 +416,11 @@ class Control:
         (a new instance count scales; anything else replaces the instances one group at a time)."""
         rec = await asyncio.to_thread(self.registry.get_deployment, endpoint, name)
         body = msgspec.to_builtins(rec.spec)
-        for key, value in sets.items():
+        for key in sets:
             if key in ("name", "endpoint_name"):
                 raise SpecError(f"{key} can't be changed by an update", field=key)
+            check_set_key("online_deployment", key)
+        for key, value in sets.items():
             set_field(body, key, value)
         source = f"<update {endpoint}/{name}>"
         document = await asyncio.to_thread(parse, body, source, Path.cwd())
@@ -601,8 +604,9 @@ class Control:
                        progress: Progress | None = None) -> LaunchPlan | str:
         """The plan with its environment built (a venv, or an image for docker), in a thread; or why
         that failed."""
-        if plan.runtime == "inprocess" or (plan.runtime == "process" and not plan.requirements):
-            return plan
+        if plan.runtime == "inprocess" or (plan.runtime == "process" and not plan.requirements
+                                           and not (venv.FROZEN and plan.scoring_script)):
+            return plan  # (the one-file build runs a scoring script in a venv of the machine's Python)
         build_log = self.supervisor.logs_dir / plan.endpoint / plan.deployment / "build.log"
         build_log.parent.mkdir(parents=True, exist_ok=True)
 
@@ -675,7 +679,7 @@ class Control:
         model_tag = f"{plan.model_name}-v{plan.model_version}" if model else "code"
         tag = f"appliance/{endpoint}-{name}:{model_tag}".lower()
         image = self.image_builder.package(base, tag, artifacts, text, say)
-        reference = f"{tag}@{image.id}"
+        reference = tag  # what `docker run` takes; the image id is returned beside it, a repo digest only once pushed
         if push:
             reference = self.image_builder.push(tag, push, say)
         self.registry.add_event("deployment.packaged", f"{endpoint}/{name}", image=reference)

@@ -29,6 +29,7 @@ class EnvironmentView(EnvironmentRecord, kw_only=True):
 class EndpointView(OnlineEndpointSpec, kw_only=True):
     scoring_uri: str
     swagger_uri: str
+    openapi_uri: str  # Azure's name for the same document
     provisioning_state: str
     created_at: datetime
     updated_at: datetime
@@ -55,6 +56,7 @@ def environment(rec: EnvironmentRecord) -> EnvironmentView:
 def endpoint(rec: EndpointRecord, base_url: str) -> EndpointView:
     return EndpointView(**msgspec.structs.asdict(rec.spec), scoring_uri=f"{base_url}/endpoints/{rec.name}/score",
                         swagger_uri=f"{base_url}/endpoints/{rec.name}/swagger.json",
+                        openapi_uri=f"{base_url}/endpoints/{rec.name}/swagger.json",
                         provisioning_state="Succeeded",
                         created_at=_utc(rec.created_at), updated_at=_utc(rec.updated_at))
 

@@ -21,6 +21,7 @@ class ModelRecord(Struct, kw_only=True):
     tags: dict[str, str]
     description: str
     created_at: datetime
+    archived: bool = False  # `model archive`: hidden from `model list`, usable by name:version
 
     @property
     def ref(self) -> str:

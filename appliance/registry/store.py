@@ -250,13 +250,14 @@ class Registry:
     # -- models -----------------------------------------------------------------------------
 
     _MODEL_COLS = ("m.name, m.version, m.type, m.framework, m.digest, a.name, m.signature, m.tags, "
-                   "m.description, m.created_at")
+                   "m.description, m.created_at, m.archived")
 
     def _model(self, row: tuple[Any, ...]) -> ModelRecord:
-        name, version, type_, framework, digest, path_name, signature, tags, description, created = row
+        name, version, type_, framework, digest, path_name, signature, tags, description, created, archived = row
         return ModelRecord(name=name, version=version, type=type_, framework=framework, digest=digest,
                            path_name=path_name, signature=json.loads(signature) if signature else None,
-                           tags=json.loads(tags), description=description, created_at=created)
+                           tags=json.loads(tags), description=description, created_at=created,
+                           archived=bool(archived))
 
     def next_model_version(self, name: str) -> str:
         row = self._one("SELECT max(TRY_CAST(version AS BIGINT)) FROM models WHERE name = ?", [name])
@@ -293,6 +294,17 @@ class Registry:
         sql += " WHERE m.name = ?" if name else ""
         sql += " ORDER BY m.name, TRY_CAST(version AS BIGINT) NULLS LAST, version"
         return [self._model(r) for r in self._all(sql, [name] if name else [])]
+
+    def archive_model(self, name: str, version: str | None, archived: bool) -> list[ModelRecord]:
+        """Set (or clear) the archived flag of one version, or of every version of `name`."""
+        with self.transaction():
+            if version is not None:
+                self.get_model(name, version)
+                self._exec("UPDATE models SET archived = ? WHERE name = ? AND version = ?", [archived, name, version])
+            else:
+                self.get_model(name)
+                self._exec("UPDATE models SET archived = ? WHERE name = ?", [archived, name])
+        return [m for m in self.list_models(name) if version is None or m.version == version]
 
     # -- environments -----------------------------------------------------------------------
 

@@ -13,11 +13,23 @@ from typing import Any
 
 from appliance import children
 from appliance.builder import venv
+from appliance.builder.run import host_environment
 from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.transport import HTTPClient
 
 TAIL_LINES = 40
+
+
+def worker_command(python: str | None) -> list[str]:
+    """How a worker starts: `python -m appliance.scoring` in an environment's venv, or in the daemon's
+    own interpreter; in the one-file build (PyInstaller: `sys.frozen`, sys.executable is the binary)
+    the binary's hidden `__worker` command (scripts/onefile_entry.py), which reuses its unpacked files."""
+    if python:
+        return [python, "-m", "appliance.scoring"]
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "__worker"]
+    return [sys.executable, "-m", "appliance.scoring"]
 
 
 class ProcessInstance:
@@ -33,7 +45,7 @@ class ProcessInstance:
 
     def environment(self) -> dict[str, str]:
         plan = self.plan
-        env = dict(os.environ)
+        env = host_environment() if plan.python else dict(os.environ)  # a venv's python is the machine's
         env.update(plan.environment_variables)
         env["PYTHONUNBUFFERED"] = "1"
         if plan.model_dir:
@@ -55,7 +67,7 @@ class ProcessInstance:
         self.socket.unlink(missing_ok=True)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = await asyncio.create_subprocess_exec(
-            self.plan.python or sys.executable, "-m", "appliance.scoring", "--socket", str(self.socket),
+            *worker_command(self.plan.python), "--socket", str(self.socket),
             "--parent-pid", str(os.getpid()),  # the worker ends with this daemon, even a killed one
             env=self.environment(), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)

@@ -1,6 +1,6 @@
 """The declarative model: Azure ML CLI v2 entities, their parsing and validation, name rules."""
 
-from appliance.specs.documents import Document, load_file, parse, read_yaml, set_field, split_ref
+from appliance.specs.documents import Document, check_set_key, load_file, parse, read_yaml, set_field, split_ref
 from appliance.specs.entities import (
     CodeConfiguration,
     EnvironmentSpec,
@@ -24,6 +24,7 @@ __all__ = [
     "Probe",
     "RequestSettings",
     "SpecError",
+    "check_set_key",
     "load_file",
     "parse",
     "read_yaml",

@@ -82,6 +82,48 @@ def unknown_fields(cls: type, body: Any, prefix: str = "") -> list[str]:
     return found
 
 
+def field_names(cls: type, parents: list[str]) -> list[str] | None:
+    """The fields `cls` knows under the dotted `parents`; None past a free-form mapping (tags, variables)."""
+    info: Any = msgspec.inspect.type_info(cls)
+    for part in [*parents, None]:
+        structs = [t for t in getattr(info, "types", (info,)) if isinstance(t, msgspec.inspect.StructType)]
+        if not structs:
+            return None
+        fields = {f.encode_name: f.type for f in structs[0].fields}
+        if part is None:
+            return list(fields)
+        if part not in fields:
+            return []
+        info = fields[part]
+    return None
+
+
+def did_you_mean(cls: type, dotted: str) -> str:
+    """`; did you mean 'instance_count'?` for a misspelt dotted field, or nothing."""
+    import difflib
+
+    *parents, last = dotted.split(".")
+    known = field_names(cls, parents) or []
+    close = difflib.get_close_matches(last, known, n=1, cutoff=0.6)
+    return f"; did you mean {'.'.join([*parents, close[0]])!r}?" if close else ""
+
+
+def check_set_key(kind: str, dotted: str) -> None:
+    """A `--set` key must name a field the kind has: a typo is an error (with a suggestion), not a warning."""
+    cls = KINDS[kind]
+    parts = dotted.split(".")
+    if not all(parts):
+        raise SpecError(f"{dotted!r} is not a dotted field name like request_settings.request_timeout_ms",
+                        field=dotted)
+    for depth in range(len(parts)):
+        known = field_names(cls, parts[:depth])
+        if known is None:
+            return  # inside a free-form mapping: any key goes
+        if parts[depth] not in known:
+            where = ".".join(parts[: depth + 1])
+            raise SpecError(f"unknown field{did_you_mean(cls, where)}; nothing was changed", field=where)
+
+
 def _python_type(t: msgspec.inspect.Type) -> type | Any:
     if isinstance(t, msgspec.inspect.StructType):
         return t.cls
@@ -142,7 +184,8 @@ def parse(body: Any, source: str, base: Path | None = None) -> Document:
         raise SpecError(f"expected a mapping of fields, got {type(body).__name__}", source=source)
     kind = detect_kind(body, source)
     cls = KINDS[kind]
-    warnings = [f"{source}: unknown field {name!r} ignored" for name in unknown_fields(cls, body)]
+    warnings = [f"{source}: unknown field {name!r} ignored{did_you_mean(cls, name)}"
+                for name in unknown_fields(cls, body)]
     spec = convert(cls, {k: v for k, v in body.items() if k != "$schema"}, source)
     base = base or Path(source).resolve().parent
     try:
@@ -285,7 +328,7 @@ def split_ref(value: str, field_name: str) -> tuple[str, str | None]:
 def set_field(body: dict[str, Any], dotted: str, value: str) -> None:
     """`--set request_settings.max_queue_wait_ms=100`: a YAML-typed value at a dotted path."""
     try:  # parsed first: a refused value leaves `body` as it was
-        parsed = yamlsafe.load(value)
+        parsed = yamlsafe.typed(value)
     except SpecError as exc:
         shown = value if len(value) <= 200 else value[:200] + "..."
         raise SpecError(f"invalid value {shown!r}: {exc.message}", field=dotted) from None

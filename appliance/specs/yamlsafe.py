@@ -10,6 +10,7 @@ constructor build the values, from nodes whose tags are the JSON-like ones."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,34 @@ def load(text: str, source: str | None = None) -> Any:
     if len(documents) > 1:
         raise SpecError(f"expected one YAML document, found {len(documents)}", source=source)
     return documents[0] if documents else None
+
+
+# YAML 1.2's core schema, the types JSON has: `on`/`yes` stay strings, `1.10` is the float YAML 1.2 makes of it.
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|"
+                    r"\.(?:nan|NaN|NAN))$")
+
+
+def typed(text: str) -> Any:
+    """A command-line value (`--set k=VALUE`) typed as YAML 1.2 / JSON would type it: null, booleans and
+    numbers by YAML 1.2's core schema (`on`, `yes`, `1_000` stay strings); anything else read by `load`, with
+    its limits and refusals (tags, several documents, bombs)."""
+    value = text.strip()
+    if len(value) <= MAX_NUMBER:
+        if _NULL.match(value):
+            return None
+        if _BOOL.match(value):
+            return value.lower() == "true"
+        if _INT.match(value):
+            return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
+        if _FLOAT.match(value):
+            return float(value.lower().replace(".inf", "inf").replace(".nan", "nan"))
+    parsed = load(text)
+    if isinstance(parsed, bool | int | float) or parsed is None:
+        return text  # only YAML 1.1 makes this a scalar of another type (`on`, `1_000`, `0b1`, `1:20`)
+    return parsed
 
 
 def read_text(path: str | Path) -> str:

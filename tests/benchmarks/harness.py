@@ -18,7 +18,10 @@ and mirror costs are also measured by alternating short c16 runs of both arms, o
 each pair of runs, switched between them, so that drift on a shared machine hits both alike
 (--report pools the pairs of several saved runs of the same code, which each result records, when
 one run's cannot decide). Then the
-time from `appliance apply` to the first 200, and a hot reload when `appliance up --watch` exists.
+time from `appliance apply` to the first 200, a hot reload when `appliance up --watch` exists, and the
+start-up of a CLI command (`endpoint list -o json` against a running daemon, `--help`; a fresh process
+each, the median of --startup-runs) against 150 ms, the one-file build's too when dist/appliance exists
+(--startup-only: that alone).
 Each server runs alone: the previous one is stopped before the next starts. CPU used meanwhile by
 processes outside the benchmark is reported ("other load"), so a disturbed run shows as one.
 
@@ -78,6 +81,8 @@ from servers import (
     start_worker,
     wait_until,
 )
+
+ROOT_DIR = Path(__file__).resolve().parents[2]
 
 LABELS = {
     "a": f"azmlinfsrv {AZMLINFSRV_VERSION} + score.py",
@@ -165,6 +170,9 @@ class Bench:
     # -- the servers ------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        if self.args.startup_only:
+            with contextlib.ExitStack() as stack:
+                return self.document(None, None, self.startup(stack))
         self.wrk = ensure_wrk(self.log)
         azml = ensure_azmlinfsrv(self.log) if self.wanted("a") else None
         project = prepare_project(self.work / "project", self.args.request_settings)
@@ -189,7 +197,8 @@ class Bench:
                         proc.stop()
             apply = self.apply_time(project, stack) if not self.args.skip_apply else None
             reload = self.hot_reload(project, stack) if not self.args.skip_apply else None
-        return self.document(apply, reload)
+            startup = self.startup(stack) if not self.args.skip_startup else None
+        return self.document(apply, reload, startup)
 
     def appliance(self, project: Project, stack: contextlib.ExitStack) -> None:
         daemon = Daemon(f"log-r{self.round}", self.work, self.pin, exe=self.args.appliance).start()
@@ -370,15 +379,44 @@ class Bench:
             self.log(f"hot reload to {mark}: {'-' if seconds is None else f'{seconds:.2f}'} s, {non_200} non-200")
         return result
 
+    # -- start-up of a CLI command ------------------------------------------------------------------
+
+    def startup(self, stack: contextlib.ExitStack) -> dict[str, Any]:
+        """Wall time of a fresh CLI process, median of --startup-runs (after one unmeasured run): `endpoint
+        list -o json` against a running daemon (the apply timings' one, if any) and `--help`; the same for
+        the one-file build when it exists (--onefile); and a peer: a kubectl client command without a cluster."""
+        daemon = self.daemon_apply
+        if daemon is None:
+            daemon = Daemon("startup", self.work, self.pin, exe=self.args.appliance).start()
+            stack.callback(daemon.stop)
+        runs = self.args.startup_runs
+        result: dict[str, Any] = {"runs": runs, "target_ms": report.STARTUP_MS}
+        commands = {"endpoint_list": [self.args.appliance, "endpoint", "list", "-o", "json"],
+                    "help": [self.args.appliance, "--help"]}
+        if self.args.onefile and Path(self.args.onefile).exists():
+            commands["onefile_endpoint_list"] = [self.args.onefile, "endpoint", "list", "-o", "json"]
+            commands["onefile_help"] = [self.args.onefile, "--help"]
+        kubectl = shutil.which("kubectl")
+        if kubectl:  # `kubectl get --raw /` needs a cluster, and none runs here: the client alone
+            commands["peer"] = [kubectl, "version", "--client", "-o", "json"]
+        for key, cmd in commands.items():
+            result[key] = _wall_times(cmd, daemon.env, runs)
+            if key == "peer":
+                result[key]["command"] = "kubectl version --client"
+            shown = result[key].get("error") or f"median {result[key]['median_ms']:.0f} ms"
+            self.log(f"start-up {key}: {shown} ({runs} runs)")
+        return result
+
     # -- the document -----------------------------------------------------------------------------
 
-    def document(self, apply: dict[str, Any] | None, reload: dict[str, Any] | None) -> dict[str, Any]:
+    def document(self, apply: dict[str, Any] | None, reload: dict[str, Any] | None,
+                 startup: dict[str, Any] | None = None) -> dict[str, Any]:
         scenarios = {k: _median_of(self.runs[k]) for k in ORDER if k in self.runs}
         return {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "appliance": {"exe": self.args.appliance, "code": self.code},
             "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
-                        "onnxruntime": onnxruntime_version(), "wrk": _wrk_version(self.wrk),
+                        "onnxruntime": onnxruntime_version(), "wrk": _wrk_version(self.wrk) if self.wrk else None,
                         "pinning": self.pin.describe(), "pin_mode": self.pin.mode},
             "settings": {"duration_s": self.args.duration, "warmup_s": self.args.warmup,
                          "connections": self.args.connections, "rounds": self.args.rounds,
@@ -389,11 +427,27 @@ class Bench:
             "scenarios": scenarios,
             "apply": apply,
             "hot_reload": reload,
+            "startup": startup,
             "profiles": self.profiles or None,
             "alternated": self.ab or None,
             "alternated_cpu_us_per_request": self.ab_cpu or None,
-            "targets": report.targets(scenarios, apply, reload, self.ab, self.ab_cpu),
+            "targets": report.targets(scenarios, apply, reload, self.ab, self.ab_cpu, startup),
         }
+
+
+def _wall_times(cmd: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
+    """Wall milliseconds of `cmd` run `runs` times (one more first, unmeasured: cold caches aside)."""
+    times = []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, timeout=60, cwd=ROOT_DIR)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if done.returncode != 0:
+            return {"error": f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.decode(errors='replace')}"}
+        if i:
+            times.append(elapsed)
+    return {"runs": runs, "median_ms": round(statistics.median(times), 1), "min_ms": round(min(times), 1),
+            "max_ms": round(max(times), 1)}
 
 
 def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -533,6 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native for the raw profiles")
     parser.add_argument("--appliance", default=APPLIANCE, metavar="EXE",
                         help="the `appliance` executable to benchmark (A/B of a patched build)")
+    parser.add_argument("--startup-runs", type=int, default=15, help="runs of each CLI command timed for start-up")
+    parser.add_argument("--skip-startup", action="store_true", help="skip the CLI start-up timings")
+    parser.add_argument("--startup-only", action="store_true", help="only the CLI start-up timings (no load)")
+    parser.add_argument("--onefile", default=str(ROOT_DIR / "dist" / "appliance"), metavar="EXE",
+                        help="the one-file build, timed too when it exists (scripts/build-onefile.sh)")
     parser.add_argument("--work", help="work folder (default: a new temporary one, removed unless --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, homes, YAML)")
     parser.add_argument("--out", default="bench-results.json", help="where to write the JSON results")

@@ -107,8 +107,8 @@ def _target(name: str, wanted: str, measured: str, ok: bool | None, note: str = 
 
 def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
             reload: dict[str, Any] | None, alternated: dict[str, dict[str, list[float]]] | None = None,
-            alternated_cpu: dict[str, dict[str, list[float]]] | None = None
-            ) -> list[dict[str, Any]]:
+            alternated_cpu: dict[str, dict[str, list[float]]] | None = None,
+            startup: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     a, b = scenarios.get("a"), scenarios.get("b")
     rps = {k: _get(v, "wrk_c16", "requests_per_s") for k, v in scenarios.items()}
@@ -203,6 +203,36 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
             else:
                 out.append(_target("hot reload → new code answering", "≤ 1 s", reload.get("error", "no answer"),
                                    False))
+    out += startup_targets(startup)
+    return out
+
+
+STARTUP_MS = 150  # issue 18, point 6: a command's wall time, as kubectl's ~50 ms is the peer
+
+
+def startup_targets(startup: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Wall time of a CLI command (a fresh process each run, median of N) against the 150 ms target; the
+    peer (a kubectl client command that runs without a cluster), when there is one, in the note."""
+    if not startup:
+        return []
+    out = []
+    peer = startup.get("peer") or {}
+    for key, name in (("endpoint_list", "`appliance endpoint list -o json`, a running daemon → start-up"),
+                      ("help", "`appliance --help` → start-up"),
+                      ("onefile_endpoint_list", "one-file dist/appliance: `endpoint list -o json`"),
+                      ("onefile_help", "one-file dist/appliance: `--help`")):
+        run = startup.get(key)
+        if run is None:
+            continue
+        wanted = f"≤ {STARTUP_MS} ms"
+        if run.get("error"):
+            out.append(_target(name, wanted, run["error"][-200:], False))
+            continue
+        median = run["median_ms"]
+        note = f"wall, fresh process; median of {run['runs']} (min {run['min_ms']:.0f}, max {run['max_ms']:.0f} ms)"
+        if peer.get("median_ms"):
+            note += f"; {median / peer['median_ms']:.1f}× `{peer['command']}` ({peer['median_ms']:.0f} ms)"
+        out.append(_target(name, wanted, f"{median:.0f} ms", median <= STARTUP_MS, note))
     return out
 
 
@@ -226,7 +256,7 @@ def pooled(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         doc[key] = merged
     doc["pooled_from"] = len(docs)
     doc["targets"] = targets(doc["scenarios"], doc.get("apply"), doc.get("hot_reload"), doc["alternated"],
-                             doc["alternated_cpu_us_per_request"])
+                             doc["alternated_cpu_us_per_request"], doc.get("startup"))
     return doc
 
 
@@ -246,6 +276,9 @@ def targets_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def print_all(console: Console, doc: dict[str, Any]) -> None:
+    if not doc["scenarios"]:  # --startup-only
+        console.print(targets_table(doc["targets"]))
+        return
     console.print(table(doc["scenarios"], doc["settings"]["connections"]))
     console.print(f"[dim]load: wrk -t1 -c{doc['settings']['connections']} and -c1, {doc['settings']['duration_s']} s "
                   f"each (after a {doc['settings']['warmup_s']} s warm-up); open loop at "

@@ -130,10 +130,10 @@ def test_package_serves_on_its_own(docker_daemon: Daemon, iris_project: Path, en
     (project / "blue.yml").write_text(project.joinpath("blue.yml").read_text() + "environment: azureml:iris-env:1\n")
     daemon.cli("apply", "-f", "endpoint.yml", "-f", "env.yml", "-f", "blue.yml", cwd=project)
     packaged = daemon.cli("package", "my-ep", "blue").stdout.strip()
-    assert packaged.startswith("appliance/my-ep-blue:iris-v1@sha256:")
+    assert packaged == "appliance/my-ep-blue:iris-v1"  # what `docker run` takes as it is
 
     port = free_port()
-    container = engine.containers.run(packaged.split("@")[0], detach=True, ports={"8080/tcp": ("127.0.0.1", port)})
+    container = engine.containers.run(packaged, detach=True, ports={"8080/tcp": ("127.0.0.1", port)})
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _get(url + "/") == 200, 60, "the packaged image to serve")

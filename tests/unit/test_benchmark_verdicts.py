@@ -105,3 +105,17 @@ def test_runs_of_other_code_are_not_judged_together() -> None:
     assert "  this.json: f05c7b7a1b2c; CPU AMD EPYC" in message
     assert "  other.json: 62f941e0d1c2 with uncommitted changes 0a1b2c3d4e5f;" in message
     assert "  older.json: code not recorded (an older harness);" in message
+
+
+def test_cli_start_up_is_judged_against_150_ms_and_survives_pooling() -> None:
+    startup = {"runs": 9, "endpoint_list": {"runs": 9, "median_ms": 80.0, "min_ms": 70.0, "max_ms": 90.0},
+               "help": {"runs": 9, "median_ms": 210.0, "min_ms": 200.0, "max_ms": 250.0},
+               "peer": {"runs": 9, "median_ms": 40.0, "min_ms": 35.0, "max_ms": 45.0,
+                        "command": "kubectl version --client"}}
+    rows = {r["target"]: r for r in report.targets({}, None, None, startup=startup)}
+    listed = next(r for name, r in rows.items() if "endpoint list" in name)
+    assert listed["result"] == "PASS" and listed["measured"] == "80 ms" and "2.0× `kubectl" in listed["note"]
+    assert next(r for name, r in rows.items() if "--help" in name)["result"] == "FAIL"
+    doc = {"scenarios": {}, "startup": startup, "alternated": {}, "alternated_cpu_us_per_request": {},
+           "appliance": {"code": "abc"}, "machine": {"cpu": "x", "pin_mode": "split"}}
+    assert any("endpoint list" in r["target"] for r in report.pooled({"a.json": doc})["targets"])

@@ -1,0 +1,115 @@
+"""Top-level verbs: `up` (the daemon), `apply`, `request-log`, `package`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from appliance.cli import output
+from appliance.cli.common import WAIT, Command, client, duration, follow_stream, reporting
+from appliance.cli.output import emit, output_option
+
+
+@click.command(cls=Command)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--home", "home_dir", help="State folder (default $APPLIANCE_HOME or ~/.appliance).")
+@click.option("--headless", is_flag=True, help="Serve without the terminal UI.")
+@click.option("--max-request-mb", default=1.5, show_default=True, type=click.FloatRange(0.001),
+              help="Larger request bodies get 413 (Azure's managed endpoints stop at 1.5 MB).")
+@click.option("--request-log/--no-request-log", default=True, show_default=True,
+              help="Record every request in the registry (endpoint logs, metrics, mirror-report).")
+@click.option("--request-log-retention", default="7d", show_default=True,
+              help="Delete logged requests older than this (30m, 12h, 7d), or keep them all: forever.")
+@click.option("--watch", is_flag=True, help="Hot reload: replace a deployment's instances when its code changes.")
+@click.option("--runtime", type=click.Choice(["process", "docker"]),
+              help="Where deployments without a `runtime:` field run (default: no-code ONNX models inside the "
+                   "daemon, everything else as child processes).")
+@click.option("--base-image", envvar="APPLIANCE_BASE_IMAGE", default="python:3.11-slim", show_default=True,
+              help="Base of the environment images the docker runtime builds.")
+@click.option("--request-log-max-mb", default=1024.0, show_default=True, type=click.FloatRange(1),
+              help="The request log's size cap: past it the writer deletes the oldest requests.")
+@click.option("--max-instances", type=click.IntRange(1, 10_000),
+              help="Most instances one deployment may ask for (default: 4 x CPUs).")
+@click.option("--max-connections", default=4096, show_default=True, type=click.IntRange(16, 1_000_000),
+              help="Open connections; past it the one idle longest is closed (503 when none is idle).")
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds for a request's line and headers to arrive (then 408).")
+@click.option("--body-timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds for a request's body to arrive once its headers have (then 408).")
+@click.option("--keepalive-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds an idle connection stays open between requests.")
+@click.pass_context
+def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless: bool, max_request_mb: float,
+       request_log: bool, request_log_retention: str, watch: bool, runtime: str | None, base_image: str,
+       request_log_max_mb: float, max_instances: int | None, max_connections: int, header_timeout: float,
+       body_timeout: float, keepalive_timeout: float) -> None:
+    """Start the daemon: control API and data plane in one process; state survives restarts."""
+    from appliance.daemon.connections import Limits
+    from appliance.daemon.server import serve
+    from appliance.home import resolve
+
+    retention = None if request_log_retention == "forever" else duration(request_log_retention,
+                                                                          "--request-log-retention")
+    if not headless and sys.stdout.isatty():
+        output.note("the terminal UI is not part of this build yet; serving headless (Ctrl-C stops)")
+    limits = Limits(header_timeout=header_timeout, body_timeout=body_timeout, keepalive_timeout=keepalive_timeout,
+                    max_connections=max_connections)
+    home = home_dir or ctx.find_root().meta.get("appliance.home") or (ctx.find_root().obj or {}).get("home")
+    sys.exit(serve(resolve(home), host, port, int(max_request_mb * 1024 * 1024),
+                   request_log, retention, watch, runtime, base_image, limits=limits, max_instances=max_instances,
+                   request_log_max_bytes=int(request_log_max_mb * 1024 * 1024)))
+
+
+@click.command(cls=Command)
+@click.option("-f", "--file", "files", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Azure ML CLI v2 YAML (model, environment, online endpoint, online deployment); repeatable.")
+@click.option("--no-wait", is_flag=True, help="Return at once, without waiting for deployments to be ready.")
+@output_option()
+@click.pass_context
+def apply(ctx: click.Context, files: tuple[str, ...], no_wait: bool, fmt: str, query: str | None) -> None:
+    """Create or update everything in FILES, in dependency order; all or nothing."""
+    from appliance.cli.online_deployment import report_apply
+    from appliance.client import documents_from_files
+
+    with reporting():
+        result = follow_stream(client(ctx).apply_streamed(documents_from_files(list(files)),
+                                                          wait=0 if no_wait else WAIT))
+    report_apply(result, fmt, not no_wait, query)
+
+
+@click.command("request-log", cls=Command)
+@click.argument("switch", required=False, type=click.Choice(["on", "off"]))
+@output_option()
+@click.pass_context
+def request_log(ctx: click.Context, switch: str | None, fmt: str, query: str | None) -> None:
+    """Whether the daemon logs requests, and how many it wrote, has waiting, dropped and failed to write.
+    `on` or `off` switches it until the daemon stops (`up --no-request-log` starts it off)."""
+    with reporting():
+        emit(client(ctx).request_log(None if switch is None else switch == "on"), fmt, None, query)
+
+
+@click.command(cls=Command)
+@click.argument("positional", nargs=-1, metavar="[ENDPOINT NAME]")
+@click.option("-e", "--endpoint-name", "--endpoint", "endpoint", help="The endpoint's name.")
+@click.option("-n", "--name", "name", help="The deployment's name.")
+@click.option("--push", help="Also push to REGISTRY/REPO (same tag); then the repo digest is printed too.")
+@output_option()
+@click.pass_context
+def package(ctx: click.Context, positional: tuple[str, ...], endpoint: str | None, name: str | None,
+            push: str | None, fmt: str, query: str | None) -> None:
+    """Bake a deployment's model and code into a self-contained image (Azure's Model.package);
+    it serves /score and /v2 on its own: docker run -p 127.0.0.1:8080:8080 IMAGE. Prints the image to run:
+    its tag (the image id on stderr), or after --push the pushed REPO@sha256 digest."""
+    from appliance.cli.common import endpoint_and_name
+
+    endpoint, name = endpoint_and_name(positional, endpoint, name)
+    with reporting():
+        result = follow_stream(client(ctx).package(endpoint, name, push))
+    if fmt == "table" and not query:
+        click.echo(result["reference"])
+        output.note(f"image {result['image']} (id {result['id']})")
+        output.hint(f"next: docker run --rm -p 127.0.0.1:8080:8080 {result['reference']}")
+    else:
+        emit(result, fmt, None, query)

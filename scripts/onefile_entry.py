@@ -1,0 +1,15 @@
+"""Entry point of the one-file build (`scripts/build-onefile.sh`): the `appliance` command, and the
+hidden `appliance __worker ...`, which runs the scoring worker (`python -m appliance.scoring` in a
+normal install): in a frozen binary `sys.executable` is the binary itself, so that is how the daemon
+starts a `process` worker (see appliance.runtime.process.worker_command)."""
+
+import sys
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "__worker":
+        from appliance.scoring.__main__ import main as worker
+
+        sys.exit(worker(sys.argv[2:]))
+    from appliance.cli.main import main
+
+    sys.exit(main())

@@ -5,6 +5,7 @@ Imports stay light: YAML, JMESPath and colours load only when a command asks for
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -19,12 +20,17 @@ Column = tuple[str, Callable[[dict[str, Any]], Any]]
 
 
 def output_option(default: str = "table") -> Callable[[Any], Any]:
-    """`-o/--output` and `--query`, as `az` has them on every command that prints data."""
+    """`-o/--output` and `--query`, as `az` has them on every command that prints data. Without `-o`, a
+    query's result is JSON, as from `az` (`show --query traffic` is a mapping, not a table)."""
     def decorate(f: Any) -> Any:
-        f = click.option("--query", help="JMESPath query applied to the result (as az --query), "
-                         "e.g. provisioning_state or traffic.blue.")(f)
-        return click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default=default,
-                            show_default=True, help="Output format.")(f)
+        @functools.wraps(f)
+        def command(*args: Any, fmt: str | None, query: str | None, **kwargs: Any) -> Any:
+            return f(*args, fmt=fmt or ("json" if query else default), query=query, **kwargs)
+
+        command = click.option("--query", help="JMESPath query applied to the result (as az --query), "
+                               "e.g. provisioning_state or traffic.blue.")(command)
+        return click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default=None,
+                            help=f"Output format [default: {default}; json with --query].")(command)
     return decorate
 
 

@@ -158,3 +158,64 @@ def test_markup_in_user_text_is_printed_as_is(daemon: Daemon, tmp_path: Path) ->
     result = subprocess.run([APPLIANCE, "apply", "-f", str(bad)], env=daemon.env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+# Lines copied from Azure's cli/deploy-safe-rollout-online-endpoints.sh and cli/deploy-local-endpoint.sh
+# (azureml-examples), in their order, with their own quoting; only `az ml` and the files' folder differ
+# (a trailing backslash joins a long line back into one).
+SAFE_ROLLOUT = """\
+az ml online-endpoint create --name $ENDPOINT_NAME -f endpoints/online/endpoint.yml
+az ml online-deployment create --name blue --endpoint-name $ENDPOINT_NAME \
+-f endpoints/online/blue-deployment.yml --all-traffic
+az ml online-endpoint invoke --name $ENDPOINT_NAME --request-file endpoints/online/sample-request.json
+az ml online-deployment update --name blue --endpoint-name $ENDPOINT_NAME --set instance_count=2
+az ml online-deployment create --name green --endpoint-name $ENDPOINT_NAME -f endpoints/online/green-deployment.yml
+az ml online-endpoint show -n $ENDPOINT_NAME --query traffic
+az ml online-endpoint invoke --name $ENDPOINT_NAME --deployment-name green \
+--request-file endpoints/online/sample-request.json
+az ml online-endpoint update --name $ENDPOINT_NAME --mirror-traffic "green=10"
+az ml online-endpoint update --name $ENDPOINT_NAME --mirror-traffic "green=0"
+az ml online-endpoint update --name $ENDPOINT_NAME --traffic "blue=90 green=10"
+az ml online-endpoint update --name $ENDPOINT_NAME --traffic "blue=0 green=100"
+az ml online-deployment delete --name blue --endpoint $ENDPOINT_NAME --yes --no-wait
+az ml online-endpoint delete --name $ENDPOINT_NAME --yes --no-wait
+"""
+LOCAL = """\
+az ml online-endpoint create --local -n $ENDPOINT_NAME -f endpoints/online/endpoint.yml
+az ml online-deployment create --local -n blue --endpoint $ENDPOINT_NAME -f endpoints/online/blue-deployment.yml
+az ml online-endpoint show -n $ENDPOINT_NAME --local
+az ml online-endpoint invoke --local --name $ENDPOINT_NAME --request-file endpoints/online/sample-request.json
+az ml online-deployment get-logs --local -n blue --endpoint $ENDPOINT_NAME
+az ml online-endpoint delete --local --name $ENDPOINT_NAME --yes
+"""
+STATUS = """\
+az ml online-endpoint show --local --name $ENDPOINT_NAME --query "provisioning_state" -o tsv
+az ml online-deployment show --local --name blue --endpoint $ENDPOINT_NAME --query "provisioning_state" -o tsv
+az ml online-endpoint get-credentials -n $ENDPOINT_NAME -o tsv --query primaryKey
+az ml online-endpoint show --local -n $ENDPOINT_NAME -o tsv --query scoring_uri
+"""
+
+
+def test_azure_scripts_run_as_written(daemon: Daemon, project: Path) -> None:
+    for script in (SAFE_ROLLOUT, LOCAL):
+        lines = script.replace("$ENDPOINT_NAME", "rollout-ep").splitlines()
+        for line in lines:
+            result = az(daemon, line, project)
+            if "invoke" in line:
+                assert json.loads(result.stdout)["got"] == {"data": [[1, 2, 3]]}
+            if "--query traffic" in line:
+                traffic = json.loads(result.stdout)  # JSON without -o, as from az
+                assert traffic["blue"] == 100 and traffic.get("green", 0) == 0
+            if "get-logs" in line:
+                assert "init done" in result.stdout
+            if "update --name blue" in line:  # instance_count=2, as the script checks next
+                shown = json.loads(az(daemon, "az ml online-deployment show -n blue -e rollout-ep -o json",
+                                      project).stdout)
+                assert shown["instance_count"] == 2 and shown["provisioning_state"] == "Succeeded"
+            if script is LOCAL and "show -n" in line:
+                status, deployment, key, uri = (az(daemon, s, project).stdout.strip() for s in
+                                                STATUS.replace("$ENDPOINT_NAME", "rollout-ep").splitlines())
+                assert (status, deployment) == ("Succeeded", "Succeeded")
+                scored = httpx.post(uri, content=b'{"data": [[7]]}', headers={"Authorization": f"Bearer {key}"})
+                assert scored.status_code == 200 and scored.json()["got"] == {"data": [[7]]}
+        assert az(daemon, "az ml online-endpoint show -n rollout-ep", project, check=False).returncode == 1

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build dist/appliance: one executable with its own Python and every package (PyInstaller one-file),
-# that runs on a Linux x86_64 machine without Python (glibc 2.36 or newer, as Debian 12's).
+# Build dist/appliance: one executable file with its own Python and every package (PyInstaller's
+# one-dir build behind a small unpacking sh script), that runs on a Linux x86_64 machine without Python
+# (glibc 2.36 or newer, as Debian 12's; sh, tail, tar and gzip, as every Debian has).
 #
 #   scripts/build-onefile.sh          build, unless dist/appliance is already this tree's build
 #   scripts/build-onefile.sh --force  build again
@@ -36,9 +37,34 @@ if [ "$force" = 0 ] && [ -x dist/appliance ] && [ "$(cat dist/.appliance.stamp 2
   exit 0
 fi
 
-say "building dist/appliance with PyInstaller (a few minutes)"
+say "building dist/appliance with PyInstaller (about a minute)"
 start=$(date +%s)
 rm -f dist/.appliance.stamp
-"$py" -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/onefile scripts/appliance.spec
+"$py" -m PyInstaller --noconfirm --log-level WARN --distpath build/onefile/out --workpath build/onefile \
+  scripts/appliance.spec
+# One file: a POSIX sh script, then the program folder as a gzipped tar. Its first run unpacks the folder
+# into the user's cache, under this build's stamp; every run then starts the program from there (~0.1 s).
+mkdir -p dist
+build=${stamp:0:16}
+cat > build/onefile/stub.sh <<STUB
+#!/bin/sh
+# appliance ($build), one file: this script, then the program (with its own Python) as a gzipped tar.
+# The first run unpacks it into \$XDG_CACHE_HOME/appliance (~/.cache/appliance); later runs start it from there.
+set -e
+dir="\${APPLIANCE_CACHE:-\${XDG_CACHE_HOME:-\${HOME:-/tmp}/.cache}/appliance}/$build"
+if [ ! -x "\$dir/appliance" ]; then
+  mkdir -p "\${dir%/*}"
+  tmp="\$dir.\$\$"
+  rm -rf "\$tmp" && mkdir "\$tmp"
+  tail -n +@LINES@ "\$0" | tar -xzf - -C "\$tmp"
+  mv -T "\$tmp" "\$dir" 2>/dev/null || rm -rf "\$tmp"  # unpacked meanwhile by another run: that one serves
+fi
+exec "\$dir/appliance" "\$@"
+STUB
+lines=$(( $(wc -l < build/onefile/stub.sh) + 1 ))
+sed -i "s/@LINES@/$lines/" build/onefile/stub.sh
+{ cat build/onefile/stub.sh; tar -C build/onefile/out/appliance -cf - . | gzip -6; } > dist/appliance.tmp
+chmod 755 dist/appliance.tmp
+mv dist/appliance.tmp dist/appliance
 echo "$stamp" > dist/.appliance.stamp
 say "dist/appliance: $(du -h dist/appliance | cut -f1), built in $(( $(date +%s) - start )) s"

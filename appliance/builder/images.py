@@ -132,10 +132,32 @@ class Builder:
             (context / "Dockerfile").write_text(dockerfile.environment(base, labels))
             return Image(tag, self._build(context, tag, say), cached=False)
 
-    def _build(self, context: Path, tag: str, say: Say) -> str:
+    def context(self, name: str, path: str, dockerfile_path: str, say: Say) -> Image:
+        """An environment's own `build: {path, dockerfile_path}`, built as it is (a custom container),
+        tagged by the digest of the context's files: unchanged files are a cache hit without a build."""
+        folder = Path(path)
+        docker_file = (folder / dockerfile_path).resolve()
+        if not folder.is_dir():
+            raise BuildError(f"build context {path!r} is not a folder")
+        if not docker_file.is_relative_to(folder.resolve()) or not docker_file.is_file():
+            raise BuildError(f"build.dockerfile_path {dockerfile_path!r}: no such file inside the build context {path}")
+        digest, _, _ = digest_of(folder)
+        identity = hashlib.sha256(f"{digest}\n{dockerfile_path}".encode()).hexdigest()
+        tag = f"appliance/build-{name.lower()}:{identity[:12]}"
+        try:
+            found = self.client.images.get(tag)
+            say(f"{tag} is up to date")
+            return Image(tag, found.id, cached=True)
+        except docker.errors.ImageNotFound:
+            pass
+        say(f"building {path} ({dockerfile_path}) as {tag}")
+        relative = docker_file.relative_to(folder.resolve()).as_posix()
+        return Image(tag, self._build(folder, tag, say, dockerfile=relative), cached=False)
+
+    def _build(self, context: Path, tag: str, say: Say, dockerfile: str | None = None) -> str:
         step, tail = "", []
         for event in self.client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
-                                           pull=False):
+                                           pull=False, dockerfile=dockerfile):
             text = (event.get("stream") or event.get("status") or "").rstrip()
             if text:
                 say(text)

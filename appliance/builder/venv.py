@@ -83,7 +83,54 @@ def _version(python: str) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def requirements(spec: EnvironmentSpec) -> list[str]:
+# numpy 2 changed numpy's C ABI: a wheel built against numpy 1.x fails to import under numpy 2 ("numpy.dtype size
+# changed", "compiled using NumPy 1.x cannot be run in NumPy 2"). Per package, its first release built against
+# numpy 2 (from each project's release notes); an environment allowing only older releases gets numpy<2, as
+# conda's solver gives it (its packages declare numpy<2), unless the environment bounds numpy itself.
+NUMPY_2_SINCE = {
+    "scikit-learn": "1.4.2", "pandas": "2.2.2", "scipy": "1.13.0", "pyarrow": "16.0.0", "matplotlib": "3.8.4",
+    "onnxruntime": "1.19.0", "onnxruntime-gpu": "1.19.0", "torch": "2.3.0", "tensorflow": "2.18.0",
+    "numba": "0.60.0", "statsmodels": "0.14.2", "opencv-python": "4.10.0.84", "opencv-python-headless": "4.10.0.84",
+}
+
+
+def numpy_bound(reqs: list[str]) -> tuple[list[str], str | None]:
+    """`reqs` with numpy<2 when one of them allows only releases built against numpy 1.x (NUMPY_2_SINCE) and
+    numpy is unpinned (absent, or named without a version), and why; else `reqs` as they are, and None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    parsed: list[Requirement | None] = []
+    for r in reqs:
+        try:
+            parsed.append(Requirement(r))
+        except InvalidRequirement:
+            parsed.append(None)
+    if any(q is not None and canonical(q.name) == "numpy" and q.specifier for q in parsed):
+        return reqs, None  # the environment bounds numpy itself: its choice
+    why = []
+    for q in parsed:
+        since = NUMPY_2_SINCE.get(canonical(q.name)) if q is not None else None
+        if q is None or since is None or not q.specifier:
+            continue
+        candidates = {since, "99999"} | {s.version.removesuffix(".*") for s in q.specifier}
+        try:
+            newer = [v for v in candidates if Version(v) >= Version(since) and q.specifier.contains(v, True)]
+        except InvalidVersion:
+            continue
+        if not newer:
+            why.append(f"{q} (numpy 2 wheels since {q.name} {since})")
+    if not why:
+        return reqs, None
+    bounded = [r if q is None or canonical(q.name) != "numpy" else f"numpy<2{';' + str(q.marker) if q.marker else ''}"
+               for r, q in zip(reqs, parsed, strict=True)]
+    if "numpy<2" not in bounded:
+        bounded.append("numpy<2")
+    return bounded, (f"numpy<2 added: {', '.join(why)} allow(s) only releases built against numpy 1.x, which fail "
+                     "to import under numpy 2 (conda's solver picks numpy<2 for them too); pin numpy to choose")
+
+
+def conda_requirements(spec: EnvironmentSpec) -> list[str]:
     """pip requirements from a conda file: its `pip:` list, and its plain dependencies in pip's
     spelling (channels dropped, `name=1.2` as `name==1.2.*`), python and pip themselves aside."""
     conda = spec.conda_file if isinstance(spec.conda_file, dict) else {}
@@ -99,6 +146,98 @@ def requirements(spec: EnvironmentSpec) -> list[str]:
         pin = _CONDA_PIN.match(name)
         found.append(f"{pin.group(1)}=={pin.group(2)}{'' if pin.group(2).endswith('*') else '.*'}" if pin else name)
     return found
+
+
+def requirements(spec: EnvironmentSpec) -> list[str]:
+    """What pip installs for an environment: its conda file's requirements (`conda_requirements`), with the
+    binary-compatibility bounds conda's solver would apply (`numpy_bound`)."""
+    return numpy_bound(conda_requirements(spec))[0]
+
+
+_PYTHON_PIN = re.compile(r"^python\s*(?:==?|~=)?\s*(3\.\d+)(?:\.[\d*]+)*$")
+
+
+def python_pin(spec: EnvironmentSpec) -> str | None:
+    """`3.10` for a conda file's `python=3.10` (or `python=3.10.4`, `python==3.10.*`), else None."""
+    conda = spec.conda_file if isinstance(spec.conda_file, dict) else {}
+    for dep in conda.get("dependencies") or []:
+        if isinstance(dep, str) and (m := _PYTHON_PIN.match(dep.split("::")[-1].strip())):
+            return m.group(1)
+    return None
+
+
+MIN_WORKER = (3, 11)  # the worker (appliance.scoring, put on the venv's path) runs on Python 3.11+
+
+
+def choose_python(want: str | None, found: list[tuple[tuple[int, ...], str]],
+                  own: tuple[int, ...]) -> tuple[str | None, str | None]:
+    """(interpreter, note) for a `python=` pin: the first of `found` ((version, path), as discovered) with the
+    pinned major.minor, or None (the appliance's own Python, at `own`) and a note saying which one is used."""
+    if want is None:
+        return None, None
+    major_minor = tuple(int(x) for x in want.split("."))
+    used = ".".join(map(str, own[:3]))
+    if major_minor == tuple(own[:2]):
+        return None, None
+    if major_minor < MIN_WORKER:
+        return None, (f"python={want} pinned: the worker needs Python {'.'.join(map(str, MIN_WORKER))}+, so this "
+                      f"environment runs on Python {used}; packages pinned for {want} may have no wheels for it")
+    for version, path in found:
+        if tuple(version[:2]) == major_minor:
+            return path, None
+    return None, (f"python={want} pinned, but no Python {want} is installed here (looked with `uv python find`, "
+                  f"pyenv and python{want} on PATH): this environment runs on Python {used}")
+
+
+@functools.cache
+def find_pythons(want: str) -> tuple[tuple[tuple[int, ...], str], ...]:
+    """Interpreters of major.minor `want` on this machine: uv's (`uv python find`), pyenv's, python3.X on PATH."""
+    paths: list[str] = []
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    pyenv = shutil.which("pyenv") or str(Path.home() / ".pyenv" / "bin" / "pyenv")
+    for command in ([uv, "python", "find", "--system", want], [pyenv, "prefix", want]):
+        if not Path(command[0]).is_file():
+            continue
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=20, env=host_environment())
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        for line in out.stdout.split() if out.returncode == 0 else []:
+            paths.append(f"{line}/bin/python" if command[0] == pyenv else line)
+    if on_path := shutil.which(f"python{want}"):
+        paths.append(on_path)
+    found: list[tuple[tuple[int, ...], str]] = []
+    for path in dict.fromkeys(paths):
+        try:
+            out = subprocess.run([path, "-c", "import sys; print(*sys.version_info[:3])"], capture_output=True,
+                                 text=True, timeout=20, env=host_environment())
+            found.append((tuple(int(x) for x in out.stdout.split()), path))
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            continue
+    return tuple(found)
+
+
+def interpreter(spec: EnvironmentSpec) -> tuple[str | None, str | None]:
+    """(the interpreter for this environment's venv, None = the appliance's; a note if its pin isn't honoured)."""
+    want = python_pin(spec)
+    own = tuple(_version(base_python())) if FROZEN else tuple(sys.version_info[:3])
+    if want is None:
+        return None, None
+    return choose_python(want, list(find_pythons(want)), own)
+
+
+def notes(spec: EnvironmentSpec) -> list[str]:
+    """What of a conda file isn't done here as conda would do it, said once at apply and in the build log."""
+    conda = spec.conda_file if isinstance(spec.conda_file, dict) else {}
+    said = []
+    if channels := conda.get("channels"):
+        said.append(f"conda channels {', '.join(map(str, channels))}: not used here (a venv's packages come from "
+                    "pip's index, PyPI or pip's own configuration)")
+    if note := interpreter(spec)[1]:
+        said.append(note)
+    if note := numpy_bound(conda_requirements(spec))[1]:
+        said.append(note)
+    return said
 
 
 def canonical(name: str) -> str:
@@ -120,14 +259,15 @@ def _provider(module: str) -> str:
     return (importlib.metadata.packages_distributions().get(module) or [module])[0]
 
 
-def worker_pins(reqs: list[str], onnx: bool = False) -> list[str]:
+def worker_pins(reqs: list[str], onnx: bool = False, mlflow: bool = False) -> list[str]:
     """`name==version` for what the worker needs (SERVER, and SCRIPT or ONNX), each at the version this
     daemon runs, with what it requires in turn (markers as they evaluate here: the venv has this Python).
     What `reqs` names is left to them (the environment's own pins win), and so is what it requires."""
     from packaging.requirements import Requirement
 
     own = named(reqs)
-    todo = [(canonical(n), frozenset[str]()) for n in (*SERVER, *(ONNX if onnx else SCRIPT))]
+    extra = ONNX if onnx else () if mlflow else SCRIPT  # a no-code MLflow model's own packages serve it
+    todo = [(canonical(n), frozenset[str]()) for n in (*SERVER, *extra)]
     pins: dict[str, str] = {}
     seen: set[tuple[str, frozenset[str]]] = set()
     while todo:
@@ -150,9 +290,9 @@ def worker_pins(reqs: list[str], onnx: bool = False) -> list[str]:
     return sorted(pins.values(), key=str.lower)
 
 
-def digest(reqs: list[str], pins: list[str] | None = None) -> str:
+def digest(reqs: list[str], pins: list[str] | None = None, interpreter: str | None = None) -> str:
     """A venv's name: the Python, the environment's requirements, and the worker's pins beside them."""
-    python = _version(base_python()) if FROZEN else list(sys.version_info[:2])
+    python = _version(interpreter) if interpreter else _version(base_python()) if FROZEN else list(sys.version_info[:2])
     identity = {"python": python, "requirements": reqs, "worker": pins or [], "layout": LAYOUT}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
@@ -193,10 +333,11 @@ def _publish(staging: Path, target: Path, ready: dict[str, list[str]]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def wheelhouse(root: Path, pins: list[str], say: Say, pip: list[str] | None = None) -> Path:
+def wheelhouse(root: Path, pins: list[str], say: Say, pip: list[str] | None = None, tag: str = "") -> Path:
     """The worker's wheels for `pins`, made once (from pip's usual sources, or its cache) under `root`,
-    so that each venv installs them without asking an index."""
+    so that each venv installs them without asking an index (`tag`: of another Python than pip's)."""
     folder = root / ".wheels" / hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16]
+    folder = folder.with_name(f"{folder.name}-{tag}") if tag else folder
     with _lock(folder):
         if (folder / ".ready").exists():
             return folder
@@ -214,30 +355,43 @@ def wheelhouse(root: Path, pins: list[str], say: Say, pip: list[str] | None = No
     return folder
 
 
-def ensure(root: Path, reqs: list[str], say: Say, *, onnx: bool = False) -> Path:
+def ensure(root: Path, reqs: list[str], say: Say, *, onnx: bool = False, mlflow: bool = False,
+           interpreter: str | None = None, notes: list[str] | None = None) -> Path:
     """The python of the venv for `reqs` and the worker (for a no-code ONNX model if `onnx`, else for a
-    scoring script), built now unless it already is."""
-    pins = worker_pins(reqs, onnx)
-    target = root / digest(reqs, pins)
+    scoring script), made from `interpreter` (None: the appliance's own Python), built now unless it already
+    is (then `notes`, what of its environment isn't done as Azure would, go to the build log first)."""
+    pins = worker_pins(reqs, onnx, mlflow)
+    target = root / digest(reqs, pins, interpreter)  # (the pins' markers as this Python evaluates them)
     python = target / "bin" / "python"
     if (target / ".ready").exists():
         return python
-    say(f"building environment venv {target.name[:12]}: {' '.join(reqs)}")
+    for note in notes or []:
+        say(f"note: {note}")
+    say(f"building environment venv {target.name[:12]}"
+        + (f" with {interpreter} (Python {'.'.join(map(str, _version(interpreter)))})" if interpreter else "")
+        + f": {' '.join(reqs)}")
     with _lock(target):
         if not (target / ".ready").exists():  # else built meanwhile, for another deployment
-            _build(root, target, reqs, pins, say)
+            _build(root, target, reqs, pins, say, interpreter)
     say(f"environment venv {target.name[:12]} ready")
     return python
 
 
-def _build(root: Path, target: Path, reqs: list[str], pins: list[str], say: Say) -> None:
+def _build(root: Path, target: Path, reqs: list[str], pins: list[str], say: Say,
+           interpreter: str | None = None) -> None:
     root.mkdir(parents=True, exist_ok=True)
     staging = _staging(target)
     try:
-        if FROZEN:  # no pip in the binary: the machine's Python makes the venv, with pip, which does the rest
-            run([base_python(), "-m", "venv", "--symlinks", str(staging)], say, "creating the venv")
+        if interpreter and not FROZEN:  # another Python: it makes the venv; this pip installs into it
+            run([interpreter, "-m", "venv", "--without-pip", "--symlinks", str(staging)], say, "creating the venv")
+            pip = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python")]
+            wheels = wheelhouse(root, pins, say, pip, tag="py" + "".join(map(str, _version(interpreter))))
+            pip = [*pip, "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
+        elif FROZEN:  # no pip in the binary: the machine's Python makes the venv, with pip, which does the rest
+            run([interpreter or base_python(), "-m", "venv", "--symlinks", str(staging)], say, "creating the venv")
             own_pip = [str(staging / "bin" / "python"), "-m", "pip"]
-            wheels = wheelhouse(root, pins, say, own_pip)
+            wheels = wheelhouse(root, pins, say, own_pip,
+                                tag="py" + "".join(map(str, _version(interpreter))) if interpreter else "")
             pip = [*own_pip, "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
         else:
             wheels = wheelhouse(root, pins, say)

@@ -20,14 +20,15 @@ from typing import Any
 
 import msgspec
 
-from appliance.builder import dockerfile, images, venv
+from appliance.builder import curated, dockerfile, images, mlflow_env, venv
 from appliance.builder.run import BuildError
 from appliance.daemon import background
 from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, ModelRecord, Registry
 from appliance.registry.artifacts import Artifact
 from appliance.router import EndpointRoute, RoutingTable, tokens
 from appliance.runtime import DeploymentRuntime, LaunchPlan, Supervisor, logs
-from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
+from appliance.scoring import providers
+from appliance.scoring.onnx_model import OnnxModel, find_onnx_file, triton_name
 from appliance.specs import (
     Conflict,
     Document,
@@ -37,7 +38,9 @@ from appliance.specs import (
     OnlineEndpointSpec,
     SpecError,
     check_set_key,
+    effects,
     parse,
+    registry_ref,
     set_field,
     split_ref,
 )
@@ -79,13 +82,44 @@ def _not_inprocess(spec: OnlineDeploymentSpec, environment: EnvironmentRecord | 
     model runs there, nothing of the user's (code, packages, an image of its own)."""
     if spec.code_configuration is not None:
         return f"this deployment runs a scoring script ({spec.code_configuration.scoring_script})"
-    if environment is not None and (environment.spec.inference_config or venv.requirements(environment.spec)):
+    if environment is not None and (environment.spec.inference_config or environment.spec.build
+                                    or venv.requirements(environment.spec)):
         return f"its environment {environment.name}:{environment.version} installs packages or brings an image"
     return None
 
 
+def custom_container(spec: OnlineDeploymentSpec, environment: EnvironmentRecord | None) -> str | None:
+    """Why this deployment runs its environment's own image as it is (Azure's custom container, in
+    Docker: the image's server, its routes and port; model and code only mounted), or None: an
+    `inference_config` with an image or a build context, or an image with a scoring script that is
+    not Python (plumber.R: the image knows how to run it, the appliance's worker does not)."""
+    env = environment.spec if environment is not None else None
+    if env is None or not (env.image or env.build):
+        return None
+    what = f"environment {environment.name}:{environment.version}" if environment else "its environment"
+    if env.inference_config is not None:
+        return f"{what} is a custom container (image or build with an inference_config)"
+    script = spec.code_configuration.scoring_script if spec.code_configuration else None
+    if script and not script.endswith(".py"):
+        return f"its scoring script {script} is not Python, so {what}'s image serves it"
+    return None
+
+
+def needs_docker(spec: OnlineDeploymentSpec, environment: EnvironmentRecord | None) -> str | None:
+    """Why only the docker runtime can run this deployment: a custom container, or a build context
+    (a Dockerfile's packages exist only in its image)."""
+    if why := custom_container(spec, environment):
+        return why
+    if environment is not None and environment.spec.build is not None:
+        return f"environment {environment.name}:{environment.version} is built from a Dockerfile"
+    return None
+
+
 def model_signature(path: Path, source: str) -> tuple[str, dict[str, Any] | None]:
-    """(framework, signature): ONNX when the path holds exactly one .onnx file."""
+    """(framework, signature): MLflow when the path holds an MLmodel file (its signature), else ONNX when
+    it holds exactly one .onnx file."""
+    if path.is_dir() and (path / mlflow_env.MLMODEL).is_file():
+        return "mlflow", mlflow_env.signature(path)
     try:
         onnx_file = find_onnx_file(path)
     except FileNotFoundError:
@@ -102,14 +136,15 @@ Staged = dict[str, tuple[Artifact, tuple[str, dict[str, Any] | None]]]  # path: 
 
 
 def _paths(documents: list[Document]) -> Iterator[tuple[str, bool]]:
-    """(path, is a model) of every file or folder the documents register."""
+    """(path, is a model to read: not one declared `framework: custom`) of every file or folder the
+    documents register."""
     for doc in documents:
         spec = doc.spec
         if isinstance(spec, ModelSpec) and spec.path:
-            yield spec.path, True
+            yield spec.path, spec.framework != "custom"
         elif isinstance(spec, OnlineDeploymentSpec):
             if isinstance(spec.model, ModelSpec) and spec.model.path:
-                yield spec.model.path, True
+                yield spec.model.path, spec.model.framework != "custom"
             elif isinstance(spec.model, str) and not spec.model.startswith("azureml:"):
                 yield spec.model, True
             if spec.code_configuration is not None:
@@ -171,6 +206,7 @@ class Control:
 
     def _apply_sync(self, documents: list[Document], create_only: bool, all_traffic: bool) -> Outcome:
         outcome = Outcome(warnings=[w for d in documents for w in d.warnings])
+        outcome.warnings += effects.warnings(documents, providers.cuda_devices)  # what has no effect here
         docs = sorted(documents, key=lambda d: ORDER[d.kind])
         traffic_docs: list[Document] = []
         with self._staged(documents) as staged, self.registry.transaction():
@@ -191,6 +227,10 @@ class Control:
                     else:
                         dep = self._put_deployment(doc.spec, create_only, staged)
                         outcome.deployments.append(dep.key)
+                        if env_spec := self._environment_of(dep):  # said once per apply, not per deployment
+                            outcome.warnings += [f"{dep.spec.name}: environment {dep.spec.environment}: {note}"
+                                                 for note in self._environment_notes(env_spec)
+                                                 if not any(w.endswith(note) for w in outcome.warnings)]
                         outcome.endpoints.add(dep.spec.endpoint_name)
                         outcome.applied.append({"kind": "online_deployment", "name": dep.spec.name,
                                                 "endpoint": dep.spec.endpoint_name,
@@ -223,6 +263,9 @@ class Control:
             framework = "custom"
         elif spec.framework == "onnx" and framework != "onnx":
             raise SpecError(f"framework is onnx but {spec.path!r} holds no single .onnx file", field="framework")
+        if spec.type == "mlflow_model" and framework != "mlflow":
+            raise SpecError(f"model type mlflow_model needs an MLflow model folder (with an MLmodel file), and "
+                            f"{spec.path!r} has no MLmodel file", field="type")
         existing = self.registry.find_model(name, spec.version)
         if existing is not None:
             if existing.digest == digest:
@@ -321,16 +364,36 @@ class Control:
         default_name = f"{spec.endpoint_name}-{spec.name}"
         model = self._resolve_model(spec.model, default_name, staged)
         environment = self._resolve_environment(spec.environment, default_name)
+        byoc = custom_container(spec, environment)
         code_digest = None
         if spec.code_configuration is not None:
             code_digest = self._artifact(spec.code_configuration.code, staged)
-        elif model is None or model.framework != "onnx":
+        elif byoc:
+            pass  # the image serves on its own: the model mounted for it, or one baked into it
+        elif model is None and environment is not None:
+            raise SpecError(f"a deployment without a model or a code_configuration needs a custom container: an "
+                            f"environment with an image (or a build context) and an inference_config, and "
+                            f"{environment.name}:{environment.version} has no inference_config", field="model")
+        elif model is None or model.framework not in ("onnx", "mlflow"):
             what = f"model {model.name}:{model.version}" if model else "no model"
             raise SpecError(f"{what} is not an ONNX model, so this deployment needs a code_configuration "
                             "with a scoring_script", field="code_configuration")
+        if spec.runtime == "inprocess" and model is not None and model.framework == "mlflow" \
+                and spec.code_configuration is None:
+            raise SpecError(f"runtime inprocess serves only no-code ONNX models inside the daemon, but model "
+                            f"{model.name}:{model.version} is an MLflow model, served by mlflow in its own "
+                            "environment; allowed here: process or docker", field="runtime")
         if spec.runtime == "inprocess" and (why := _not_inprocess(spec, environment)):
             raise SpecError(f"runtime inprocess serves only no-code ONNX models inside the daemon, but {why}; "
                             "allowed here: process or docker", field="runtime")
+        docker_only = needs_docker(spec, environment)
+        if docker_only and spec.runtime in ("process", "inprocess"):
+            raise SpecError(f"runtime {spec.runtime} can't run this deployment: {docker_only}, which runs in "
+                            "Docker; allowed here: docker (or leave runtime out)", field="runtime")
+        if spec.model_mount_path is not None and not (docker_only or spec.runtime == "docker"):
+            raise SpecError("model_mount_path places the model inside a container: it applies to custom containers "
+                            "(an environment with an image and an inference_config) and runtime docker",
+                            field="model_mount_path")
         stored = msgspec.structs.replace(
             spec, model=model.ref if model else None, environment=environment.ref if environment else None)
         if existing is None or existing.spec != stored or existing.code_digest != code_digest:
@@ -361,8 +424,39 @@ class Control:
             return None
         if isinstance(ref, EnvironmentSpec):
             return self._register_environment(ref, default_name)
+        if found := registry_ref(ref, "environment"):  # azureml://registries/azureml/environments/NAME/...
+            registry, name, version = found
+            if registry != curated.REGISTRY:
+                raise SpecError(f"environment {ref!r}: only the {curated.REGISTRY!r} registry's curated environments "
+                                f"are known here, not registry {registry!r}", field="environment")
+            return self._curated_environment(name, version)
         name, version = split_ref(ref, "environment")
+        if name.lower().startswith(curated.PREFIX.lower()) and self.registry.find_environment(name, version) is None:
+            return self._curated_environment(name, version)  # azureml:AzureML-NAME:N, Azure's workspace spelling
         return self.registry.get_environment(name, version)
+
+    def _environment_of(self, rec: DeploymentRecord) -> EnvironmentSpec | None:
+        """The registered environment a stored deployment refers to, if any."""
+        if not isinstance(rec.spec.environment, str):
+            return None
+        return self.registry.get_environment(*split_ref(rec.spec.environment, "environment")).spec
+
+    @staticmethod
+    def _environment_notes(env: EnvironmentSpec) -> list[str]:
+        """What of an environment isn't done here as Azure does it: a curated one's provenance, conda's ways."""
+        said = [env.description] if env.name and curated.lookup(env.name) and env.name.startswith(curated.PREFIX) \
+            else []
+        return said + venv.notes(env)
+
+    def _curated_environment(self, name: str, version: str | None) -> EnvironmentRecord:
+        """A curated environment, registered (as AzureML-NAME) from this appliance's table of them."""
+        entry = curated.lookup(name)
+        if entry is None:
+            raise SpecError(curated.unknown(name), field="environment")
+        if entry.refused:
+            raise SpecError(f"curated environment {entry.name} can't be built here: {entry.refused}",
+                            field="environment")
+        return self._register_environment(EnvironmentSpec(**curated.environment(entry, version)), None)
 
     # -- endpoint settings ---------------------------------------------------------------------
 
@@ -481,6 +575,8 @@ class Control:
             model = self.registry.get_model(name, version)
             model_name, model_version = model.name, model.version
             model_dir = str(self.registry.artifacts.path(model.digest))
+            if model.type == "triton_model" and (served := triton_name(Path(model_dir))):
+                model_name, model_version = served  # Triton's V2 routes name a model by its folder
         reqs: list[str] = []
         routes, port = ("/score", "/", "/"), 8080
         environment = None
@@ -493,22 +589,35 @@ class Control:
                 cfg = env.inference_config
                 routes, port = (cfg.scoring_route.path, cfg.liveness_route.path, cfg.readiness_route.path), \
                     cfg.scoring_route.port
+            elif custom_container(spec, environment):
+                port = 5001  # an image with a non-Python script and no inference_config: Azure's server port
+        extra_vars: dict[str, str] = {}
+        # No-code MLflow, as on Azure: MLFLOW_MODEL_FOLDER names the model's folder in AZUREML_MODEL_DIR;
+        # the model's own conda.yaml / requirements.txt are the environment unless one is named.
+        if model_dir and model.framework == "mlflow" and not rec.code_digest \
+                and (found := mlflow_env.mlmodel_folder(Path(model_dir))) is not None:
+            extra_vars["MLFLOW_MODEL_FOLDER"] = found.name if found != Path(model_dir) else ""
+            if environment is None:
+                reqs = mlflow_env.requirements(found)[0]
         code_dir = scoring_script = None
         if rec.code_digest and spec.code_configuration:
             code_dir = str(self.registry.artifacts.path(rec.code_digest) / self.registry.artifact_name(rec.code_digest))
             scoring_script = spec.code_configuration.scoring_script
         # Unless told otherwise, what can be served by the daemon itself is (no second hop); anything
         # running a user's code or packages gets a process of its own.
-        runtime = spec.runtime or self.default_runtime or (
-            "process" if _not_inprocess(spec, environment) else "inprocess")
+        # A custom container, or a Dockerfile's packages, exist only in Docker, whatever `up --runtime` says.
+        runtime = spec.runtime or ("docker" if needs_docker(spec, environment) else None) or self.default_runtime \
+            or ("process" if _not_inprocess(spec, environment) else "inprocess")
+        if extra_vars and runtime == "inprocess":
+            runtime = "process"  # mlflow serves it, in the model's venv
         return LaunchPlan(
             endpoint=spec.endpoint_name, deployment=spec.name, instance_count=spec.instance_count,
             model_name=model_name, model_version=model_version, model_dir=model_dir, code_dir=code_dir,
             scoring_script=scoring_script, requirements=tuple(reqs),
-            environment_variables=tuple(sorted(spec.environment_variables.items())),
+            environment_variables=tuple(sorted({**spec.environment_variables, **extra_vars}.items())),
             request_settings=spec.request_settings, liveness_probe=spec.liveness_probe,
             readiness_probe=spec.readiness_probe, runtime=runtime, routes=routes,
-            port=port, gpu=wants_gpu(spec))
+            port=port, gpu=wants_gpu(spec), model_mount=spec.model_mount_path)
 
     async def refresh_route(self, endpoint: str) -> None:
         """Rebuild one endpoint's routing from the registry (read in a thread) and the supervisor."""
@@ -556,7 +665,7 @@ class Control:
             progress(f"{name}: waiting for {runtime.plan.instance_count} instance(s) to be ready")
         await runtime.wait_settled(wait)
         if progress:
-            progress(f"{name}: {runtime.state}" + (f" ({runtime.error})" if runtime.error else ""))
+            progress(f"{name}: {runtime.state}" + (f" ({why})" if (why := runtime.failure()) else ""))
 
     async def _converge_one(self, key: tuple[str, str], progress: Progress | None) -> DeploymentRuntime | None:
         """One deployment brought to its stored spec; its runtime, to wait for, if instances were started."""
@@ -617,9 +726,17 @@ class Control:
                     if progress:
                         progress(f"{plan.deployment}: {text}")
 
+                mlflow_folder = dict(plan.environment_variables).get("MLFLOW_MODEL_FOLDER")
+                if mlflow_folder is not None and plan.model_dir and not rec.spec.environment:
+                    for note in mlflow_env.requirements(Path(plan.model_dir) / mlflow_folder)[1]:
+                        say(note)
                 if plan.runtime == "process":
+                    env = self._environment_of(rec)  # its python= pin and what of it isn't done here
                     python = venv.ensure(self.registry.home / "envs", list(plan.requirements), say,
-                                         onnx=not plan.scoring_script)  # no-code: the worker runs the model
+                                         onnx=not plan.scoring_script and mlflow_folder is None,
+                                         mlflow=mlflow_folder is not None,  # no-code: the worker runs the model
+                                         interpreter=venv.interpreter(env)[0] if env else None,
+                                         notes=venv.notes(env) if env else None)
                     return dataclasses.replace(plan, python=str(python))
                 return dataclasses.replace(plan, image=self._image(plan, rec, say))
 
@@ -638,18 +755,27 @@ class Control:
         env = None
         if isinstance(rec.spec.environment, str):
             env = self.registry.get_environment(*split_ref(rec.spec.environment, "environment"))
-        if env is not None and env.spec.inference_config:
-            assert env.spec.image
-            if not engine.images.list(name=env.spec.image):
-                raise BuildError(f"custom image {env.spec.image!r} is not on this Docker engine")
-            return env.spec.image
+        own = None  # the environment's own image: named, or built from its build context
+        if env is not None and env.spec.build is not None:
+            own = self.image_builder.context(env.name, env.spec.build.path, env.spec.build.dockerfile_path, say).tag
+        elif env is not None:
+            own = env.spec.image
+        if env is not None and custom_container(rec.spec, env):
+            assert own
+            if not engine.images.list(name=own):
+                raise BuildError(f"custom image {own!r} is not on this Docker engine (there is no registry to pull "
+                                 "from: docker build or docker load it, or give the environment a build context)")
+            return own
         name, version, digest = (env.name, env.version, env.digest) if env else ("default", "1", "none")
         return self.image_builder.environment(name, version, digest, list(plan.requirements), plan.gpu, say,
-                                              env.spec.image if env else None).tag
+                                              own).tag
 
     def build_environment(self, name: str, version: str | None, say: Callable[[str], Any]) -> dict[str, Any]:
         """`appliance environment build`: the environment's image (a cache hit when unchanged)."""
         env = self.registry.get_environment(name, version)
+        if env.spec.inference_config and env.spec.build is not None:  # a custom container built as it is
+            image = self.image_builder.context(env.name, env.spec.build.path, env.spec.build.dockerfile_path, say)
+            return {"image": image.tag, "id": image.id, "cached": image.cached}
         if env.spec.inference_config:
             raise SpecError(f"environment {env.name}:{env.version} is a custom image ({env.spec.image}) with its own "
                             "inference_config: there is nothing to build", field="inference_config")

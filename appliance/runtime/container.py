@@ -42,7 +42,7 @@ class ContainerInstance:
         env = dict(plan.environment_variables)
         volumes: dict[str, dict[str, str]] = {}
         if plan.model_dir:
-            inside = f"{dockerfile.MODELS}/{plan.model_name}/{plan.model_version}"
+            inside = plan.model_mount or f"{dockerfile.MODELS}/{plan.model_name}/{plan.model_version}"
             volumes[plan.model_dir] = {"bind": inside, "mode": "ro"}
             env.update(AZUREML_MODEL_DIR=inside, APPLIANCE_MODEL_NAME=plan.model_name or "",
                        APPLIANCE_MODEL_VERSION=plan.model_version or "")

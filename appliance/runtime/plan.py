@@ -28,6 +28,7 @@ class LaunchPlan:
     port: int = 8080  # docker: the port the container serves on
     routes: tuple[str, str, str] = ("/score", "/", "/")  # scoring, liveness, readiness paths
     gpu: bool = False  # docker: ask the engine for GPUs
+    model_mount: str | None = None  # docker: where the model goes (AZUREML_MODEL_DIR); None: Azure's default
 
     @property
     def key(self) -> tuple[str, str]:
@@ -38,5 +39,6 @@ class LaunchPlan:
         if other is None:
             return False
         fields = ("model_dir", "code_dir", "scoring_script", "environment_variables", "requirements", "python",
-                  "model_name", "model_version", "runtime", "image", "port", "routes", "gpu")
+                  "model_name", "model_version", "runtime", "image", "port", "routes", "gpu",
+                  "model_mount")
         return all(getattr(self, f) == getattr(other, f) for f in fields)

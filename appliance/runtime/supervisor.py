@@ -275,9 +275,20 @@ class DeploymentRuntime:
         self._refresh()
         await asyncio.gather(*(i.stop(drain=self._drain_seconds()) for i in instances))
 
+    def failure(self) -> str | None:
+        """Why it is Failed: its own error, or else its failed instances' (every instance failing to
+        start is a Failed deployment too, and `create` and `show` must say why)."""
+        if self.error or self.state != "Failed":
+            return self.error
+        reasons = list(dict.fromkeys(i.error for i in self.instances if i.state == "failed" and i.error))
+        if not reasons:
+            return None
+        many = f"{len(self.instances)} instance(s) failed" if len(self.instances) > 1 else "its instance failed"
+        return f"{many}: " + "\n".join(reasons)
+
     def describe(self) -> dict[str, Any]:
         providers = sorted({i.provider for i in self.instances if i.provider})
-        return {"provisioning_state": self.state, "error": self.error, "runtime": self.plan.runtime,
+        return {"provisioning_state": self.state, "error": self.failure(), "runtime": self.plan.runtime,
                 "provider": ", ".join(providers) or None,
                 "instances": [i.describe() for i in self.instances]}
 

@@ -2,7 +2,8 @@
 
 Configured as Azure configures its inference server, through the environment: AZUREML_MODEL_DIR
 (the model folder), AML_APP_ROOT and AZUREML_ENTRY_SCRIPT (a score.py: served instead of the
-no-code ONNX path), plus APPLIANCE_MODEL_NAME / APPLIANCE_MODEL_VERSION. The model is loaded and
+no-code ONNX path), MLFLOW_MODEL_FOLDER (a no-code MLflow model, in its own venv),
+plus APPLIANCE_MODEL_NAME / APPLIANCE_MODEL_VERSION. The model is loaded and
 init() has run before the socket is bound, so a worker that answers `GET /` is ready.
 """
 
@@ -59,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
             script.init()
             worker = Worker(name, version, script=script)
             print(f"scoring script {script.path} initialised", file=sys.stderr, flush=True)
+        elif model_dir and os.environ.get("MLFLOW_MODEL_FOLDER") is not None:  # no-code MLflow, as on Azure
+            from appliance.scoring.mlflow_model import MlflowModel
+
+            mlflow = MlflowModel.from_environment()
+            worker = Worker(name, version, mlflow=mlflow)
+            print(f"MLflow model {name}:{version} ({mlflow.flavor}) loaded from {mlflow.path}", file=sys.stderr,
+                  flush=True)
         elif model_dir:
             model = OnnxModel(find_onnx_file(Path(model_dir)))
             model.warm_up()

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from appliance.scoring import swagger
+from appliance.scoring.mlflow_model import MlflowModel
 from appliance.scoring.onnx_model import BadInput, OnnxModel
 from appliance.scoring.script import ScriptScorer
 
@@ -39,12 +40,14 @@ class Worker:
     """Serves a no-code ONNX model, or a user's score.py (then azmlinfsrv's routes are the script's)."""
 
     def __init__(self, name: str, version: str, model: OnnxModel | None = None,
-                 script: ScriptScorer | None = None) -> None:
+                 script: ScriptScorer | None = None, mlflow: MlflowModel | None = None) -> None:
         self.model = model
         self.script = script
+        self.mlflow = mlflow  # a no-code MLflow model: /score only, in Azure's MLflow shapes
         self.name = name
         self.version = version
-        self._swagger = _encode(swagger.document(model, title=name)) if model else None
+        self._swagger = _encode(swagger.document(model, title=name)) if model else \
+            _encode(mlflow.swagger(title=name)) if mlflow else None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,19 +87,27 @@ class Worker:
                 return 200, JSON, self._swagger, []
             if path == "/appliance/info":
                 model = self.model
+                if self.mlflow is not None:
+                    return _json(200, {"provider": "mlflow", "pid": os.getpid(), "providers": [],
+                                       "signature": self.mlflow.signature(), "flavor": self.mlflow.flavor,
+                                       "path": str(self.mlflow.path), "script": None})
                 return _json(200, {"provider": model.provider if model else None, "pid": os.getpid(),
                                    "providers": model.session.get_providers() if model else [],
                                    "signature": model.signature() if model else None,
                                    "script": str(self.script.path) if self.script else None})
         if path.startswith("/v2"):
             if self.model is None:
+                if self.mlflow is not None:
+                    return _json(404, {"error": "this deployment serves an MLflow model at /score; the Open "
+                                                "Inference Protocol is served by no-code ONNX deployments"})
                 return _json(404, {"error": "this deployment serves a scoring script; the Open Inference "
                                             "Protocol is served by no-code ONNX deployments"})
             return self.v2(method, path, body, json_length)
         return _json(404, {"message": f"no route {method} {_clip(path)}"})
 
     def score(self, body: bytes) -> Reply:
-        assert self.model is not None
+        model: Any = self.model if self.model is not None else self.mlflow
+        assert model is not None
         started = time.perf_counter()
         try:
             payload = _decode(body)
@@ -104,7 +115,7 @@ class Worker:
             return _json(400, {"message": f"the request body is not valid JSON: {_why(exc)}"},
                          (b"x-appliance-input-error", b"1"))
         try:
-            result = self.model.predict(payload)
+            result = model.predict(payload)
         except BadInput as exc:  # refused before the model ran: the router passes this 400 on as is
             return _json(400, {"message": str(exc)}, (b"x-appliance-input-error", b"1"))
         except Exception as exc:  # the model itself failed: azmlinfsrv answers 500

@@ -91,7 +91,12 @@ class TensorSig:
 
 
 def find_onnx_file(model_dir: Path) -> Path:
-    found = sorted(model_dir.rglob("*.onnx")) if model_dir.is_dir() else [model_dir]
+    """The one .onnx file of a model (a file, or a folder holding exactly one). A file of any other
+    kind (a pickle, a checkpoint) is never taken for ONNX: only its name says what it is."""
+    if model_dir.is_dir():
+        found = sorted(p for p in model_dir.rglob("*") if p.suffix.lower() == ".onnx" and p.is_file())
+    else:
+        found = [model_dir] if model_dir.suffix.lower() == ".onnx" else []
     if not found:
         raise FileNotFoundError(f"no .onnx file under {model_dir}")
     if len(found) > 1:
@@ -99,6 +104,18 @@ def find_onnx_file(model_dir: Path) -> Path:
         raise FileNotFoundError(f"several .onnx files under {model_dir} ({names}): "
                                 "register one, or add a score.py that chooses")
     return found[0]
+
+
+def triton_name(model_dir: Path) -> tuple[str, str] | None:
+    """(model, version) a Triton model repository serves its one ONNX model under: its folder names
+    (`models/model_1/1/model.onnx` → model_1, 1), as Triton's V2 routes name it; None if not laid out so."""
+    try:
+        parts = find_onnx_file(model_dir).relative_to(model_dir).parts
+    except (FileNotFoundError, ValueError):
+        return None
+    if len(parts) >= 3 and parts[-2].isdigit():
+        return parts[-3], parts[-2]
+    return None
 
 
 def session_options() -> ort.SessionOptions:

@@ -1,6 +1,15 @@
 """The declarative model: Azure ML CLI v2 entities, their parsing and validation, name rules."""
 
-from appliance.specs.documents import Document, check_set_key, load_file, parse, read_yaml, set_field, split_ref
+from appliance.specs.documents import (
+    Document,
+    check_set_key,
+    load_file,
+    parse,
+    read_yaml,
+    registry_ref,
+    set_field,
+    split_ref,
+)
 from appliance.specs.entities import (
     CodeConfiguration,
     EnvironmentSpec,
@@ -28,6 +37,7 @@ __all__ = [
     "load_file",
     "parse",
     "read_yaml",
+    "registry_ref",
     "set_field",
     "split_ref",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from appliance.specs import names, yamlsafe
+from appliance.specs import enums, names, yamlsafe
 from appliance.specs.entities import (
     KINDS,
     EnvironmentSpec,
@@ -146,6 +146,7 @@ def _value_at(body: Any, path: str) -> Any:
 
 def convert(cls: type[Spec], body: dict[str, Any], source: str, prefix: str = "") -> Any:
     """msgspec conversion whose errors name the field and the value that arrived."""
+    body = enums.normalise(cls, body)  # `auth_mode: Key`, `AMLToken`: Azure's enums ignore case
     try:
         return msgspec.convert(body, cls, strict=False)
     except msgspec.ValidationError as exc:
@@ -240,10 +241,11 @@ def _check(spec: Any, base: Path) -> Any:
         spec.model = _check_ref(spec.model, base, "model")
     if isinstance(spec.environment, EnvironmentSpec):
         spec.environment = _check_environment(spec.environment, base, "environment.")
-    elif isinstance(spec.environment, str):
+    elif isinstance(spec.environment, str) and registry_ref(spec.environment, "environment") is None:
         if not spec.environment.startswith("azureml:"):
-            raise SpecError(f"environment reference {spec.environment!r} must look like "
-                            "azureml:<name>:<version> or azureml:<name>@latest", field="environment")
+            raise SpecError(f"environment reference {spec.environment!r} must look like azureml:<name>:<version>, "
+                            "azureml:<name>@latest or azureml://registries/<registry>/environments/<name>/"
+                            "versions/<version> (or /labels/latest)", field="environment")
         split_ref(spec.environment, "environment")
     if spec.code_configuration:
         code = Path(_abs(base, spec.code_configuration.code) or "")
@@ -258,8 +260,12 @@ def _check(spec: Any, base: Path) -> Any:
             raise SpecError(f"scoring script {str(script)!r} does not exist",
                             field="code_configuration.scoring_script")
         spec.code_configuration.code = str(code)
-    if spec.model is None and spec.code_configuration is None:
+    if spec.model is None and spec.code_configuration is None and spec.environment is None:
+        # (an image that serves on its own, a custom container, needs neither: checked once it is resolved)
         raise SpecError("a deployment needs a model, a code_configuration, or both", field="model")
+    if spec.model_mount_path is not None and not spec.model_mount_path.startswith("/"):
+        raise SpecError(f"invalid value {spec.model_mount_path!r}: model_mount_path is an absolute path inside "
+                        "the container, like /models", field="model_mount_path")
     return spec
 
 
@@ -305,6 +311,26 @@ def _check_ref(value: str, base: Path, field_name: str) -> str:
     if not Path(path or "").exists():
         raise SpecError(f"path {path!r} does not exist", field=field_name)
     return path or value
+
+
+_REGISTRY_REF = re.compile(r"azureml://registries/([^/]+)/environments/([^/]+)/(?:versions/([^/]+)|labels/latest)/?")
+
+
+def registry_ref(value: str, field_name: str) -> tuple[str, str, str | None] | None:
+    """`azureml://registries/R/environments/NAME/versions/N` → (R, NAME, N); `.../labels/latest` → (R, NAME,
+    None); None if `value` is not a registry reference. A malformed one is refused, naming the shapes allowed."""
+    if not value.startswith("azureml://"):
+        return None
+    found = _REGISTRY_REF.fullmatch(value)
+    if found is None:
+        raise SpecError(f"registry reference {value!r} must look like azureml://registries/<registry>/environments/"
+                        "<name>/versions/<version> or .../labels/latest", field=field_name)
+    registry, name, version = found.groups()
+    names.check_asset_name(registry, field_name)
+    names.check_asset_name(name, field_name)
+    if version is not None:
+        names.check_asset_version(version, field_name)
+    return registry, name, version
 
 
 def split_ref(value: str, field_name: str) -> tuple[str, str | None]:

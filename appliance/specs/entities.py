@@ -120,6 +120,8 @@ class OnlineDeploymentSpec(Spec):
     data_collector: dict[str, Any] | None = None
     resources: dict[str, Any] | None = None
     egress_public_network_access: Literal["enabled", "disabled"] = "enabled"
+    # A custom container's model folder (default /var/azureml-app/azureml-models/<name>/<version>).
+    model_mount_path: str | None = None
     type: Literal["managed", "kubernetes"] | None = None
     # Appliance extensions.
     runtime: Literal["process", "docker", "inprocess"] | None = None  # unset: see Control.runtime

@@ -102,12 +102,8 @@ class Builder:
                                "wheel_sha": hashlib.sha256(wheel.read_bytes()).hexdigest()}, sort_keys=True)
         digest = hashlib.sha256(identity.encode()).hexdigest()
         tag = f"appliance/env-{name.lower()}:{version}-{digest[:12]}"
-        try:
-            found = self.client.images.get(tag)
-            say(f"{tag} is up to date")
-            return Image(tag, found.id, cached=True)
-        except docker.errors.ImageNotFound:
-            pass
+        if cached := self._cached(tag, say):
+            return cached
         labels = {
             "org.opencontainers.image.title": f"appliance environment {name}:{version}",
             "org.opencontainers.image.version": version,
@@ -132,6 +128,15 @@ class Builder:
             (context / "Dockerfile").write_text(dockerfile.environment(base, labels))
             return Image(tag, self._build(context, tag, say), cached=False)
 
+    def _cached(self, tag: str, say: Say) -> Image | None:
+        """The image under a content-addressed tag, if the engine has it: then nothing is built."""
+        try:
+            found = self.client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return None
+        say(f"{tag} is up to date")
+        return Image(tag, found.id, cached=True)
+
     def context(self, name: str, path: str, dockerfile_path: str, say: Say) -> Image:
         """An environment's own `build: {path, dockerfile_path}`, built as it is (a custom container),
         tagged by the digest of the context's files: unchanged files are a cache hit without a build."""
@@ -144,12 +149,8 @@ class Builder:
         digest, _, _ = digest_of(folder)
         identity = hashlib.sha256(f"{digest}\n{dockerfile_path}".encode()).hexdigest()
         tag = f"appliance/build-{name.lower()}:{identity[:12]}"
-        try:
-            found = self.client.images.get(tag)
-            say(f"{tag} is up to date")
-            return Image(tag, found.id, cached=True)
-        except docker.errors.ImageNotFound:
-            pass
+        if cached := self._cached(tag, say):
+            return cached
         say(f"building {path} ({dockerfile_path}) as {tag}")
         relative = docker_file.relative_to(folder.resolve()).as_posix()
         return Image(tag, self._build(folder, tag, say, dockerfile=relative), cached=False)

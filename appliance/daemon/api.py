@@ -557,6 +557,9 @@ Cursor = Annotated[str | None, Parameter(pattern=CURSOR.pattern, max_length=10_0
 
 
 def _cursor(text: str) -> logs.Cursor:
+    # Checked whole here too: the schema's `$` (and so Litestar's check of it) lets a trailing newline by.
+    if not CURSOR.fullmatch(text):
+        raise SpecError(f"invalid cursor {text[:100]!r}: pass back the `cursor` of an earlier answer", field="cursor")
     return {name: int(read) for name, _, read in (item.rpartition(":") for item in text.split(",") if item)}
 
 

@@ -61,7 +61,7 @@ def test_request_log_paging(client: TestClient[Any], query: str, field: str) -> 
     refused(client.get(f"{API}/endpoints/my-ep/logs?{query}"), field)
 
 
-@pytest.mark.parametrize("cursor", ["notjson", '{"blue-0.log": 5}', "blue-0.log:-1", "a:1,", "a b:1"])
+@pytest.mark.parametrize("cursor", ["notjson", '{"blue-0.log": 5}', "blue-0.log:-1", "a:1,", "a b:1", "a:1\n"])
 def test_log_cursor(client: TestClient[Any], cursor: str) -> None:
     # `notjson` was a 500 (msgspec's DecodeError); a cursor is now `<file>:<bytes>,...`, all of them usable.
     refused(client.get(f"{API}/endpoints/my-ep/deployments/blue/logs", params={"cursor": cursor}), "cursor")

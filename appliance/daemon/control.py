@@ -66,17 +66,6 @@ def new_key() -> str:
     return secrets.token_urlsafe(32)
 
 
-GPU_SKUS = ("_NC", "_ND", "_NV")  # Azure's GPU VM families
-
-
-def wants_gpu(spec: OnlineDeploymentSpec) -> bool:
-    """A GPU instance_type (Standard_NC6s_v3 ...) or nvidia.com/gpu in Kubernetes resources."""
-    if spec.instance_type and any(f in spec.instance_type.upper() for f in GPU_SKUS):
-        return True
-    resources = spec.resources or {}
-    return any("nvidia.com/gpu" in (resources.get(k) or {}) for k in ("requests", "limits"))
-
-
 def _not_inprocess(spec: OnlineDeploymentSpec, environment: EnvironmentRecord | None) -> str | None:
     """Why this deployment can't be served inside the daemon, or None if it can: only a no-code ONNX
     model runs there, nothing of the user's (code, packages, an image of its own)."""
@@ -617,7 +606,7 @@ class Control:
             environment_variables=tuple(sorted({**spec.environment_variables, **extra_vars}.items())),
             request_settings=spec.request_settings, liveness_probe=spec.liveness_probe,
             readiness_probe=spec.readiness_probe, runtime=runtime, routes=routes,
-            port=port, gpu=wants_gpu(spec), model_mount=spec.model_mount_path)
+            port=port, gpu=effects.wants_gpu(spec), model_mount=spec.model_mount_path)
 
     async def refresh_route(self, endpoint: str) -> None:
         """Rebuild one endpoint's routing from the registry (read in a thread) and the supervisor."""

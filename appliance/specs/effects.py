@@ -44,6 +44,14 @@ def is_gpu_sku(instance_type: str | None) -> bool:
     return bool(instance_type) and any(f in str(instance_type).upper() for f in GPU_SKUS)
 
 
+def wants_gpu(spec: OnlineDeploymentSpec) -> bool:
+    """A GPU instance_type (Standard_NC6s_v3 ...) or nvidia.com/gpu in Kubernetes resources."""
+    if is_gpu_sku(spec.instance_type):
+        return True
+    resources = spec.resources or {}
+    return any("nvidia.com/gpu" in (resources.get(k) or {}) for k in ("requests", "limits"))
+
+
 def unused(spec: Any) -> tuple[list[str], list[str]]:
     """(recorded for export, not emulated): the fields of `spec` set to something with no local effect."""
     recorded: list[str] = []

@@ -3,7 +3,7 @@
 #
 #   ./install.sh              the appliance itself, linked as ~/.local/bin/appliance
 #   ./install.sh --dev        plus the test and lint dependencies
-#   ./install.sh --test       --dev and a Docker engine, then every check CI runs: ruff, import contracts, the tests
+#   ./install.sh --test       --dev and a Docker engine, then every check CI runs: ruff, import contracts, mypy, the tests
 #   --prefix DIR (or PREFIX=DIR)  link DIR/bin/appliance instead (default prefix: ~/.local)
 #   --force                   replace an `appliance` there that is not this checkout's
 #   --link-only               only the link: no venv, no pip (the venv is there already)
@@ -100,6 +100,8 @@ if [ "$test" = 1 ]; then
   .venv/bin/ruff check appliance tui tests examples
   say "import contracts"
   .venv/bin/lint-imports
+  say "type check"
+  .venv/bin/mypy
   say "tests"
   .venv/bin/python -m pytest
 fi

@@ -156,7 +156,8 @@ class Builder:
         return Image(tag, self._build(folder, tag, say, dockerfile=relative), cached=False)
 
     def _build(self, context: Path, tag: str, say: Say, dockerfile: str | None = None) -> str:
-        step, tail = "", []
+        step = ""
+        tail: list[str] = []
         for event in self.client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
                                            pull=False, dockerfile=dockerfile):
             text = (event.get("stream") or event.get("status") or "").rstrip()

@@ -53,8 +53,8 @@ def create(ctx: click.Context, positional: tuple[str, ...], file: str | None, na
     from appliance.specs.errors import SpecError
 
     with reporting():
-        docs = documents_from_files([file]) if file else [{"body": {}, "source": "<command line>",
-                                                           "base": os.getcwd()}]
+        docs: list[dict[str, Any]] = documents_from_files([file]) if file else [
+            {"body": {}, "source": "<command line>", "base": os.getcwd()}]
         body = docs[0]["body"]
         body["$schema"] = "managedOnlineEndpoint.schema.json"
         name = name or (positional[0] if positional else None)

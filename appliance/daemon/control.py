@@ -255,14 +255,15 @@ class Control:
         if spec.type == "mlflow_model" and framework != "mlflow":
             raise SpecError(f"model type mlflow_model needs an MLflow model folder (with an MLmodel file), and "
                             f"{spec.path!r} has no MLmodel file", field="type")
-        existing = self.registry.find_model(name, spec.version)
+        wanted = None if spec.version is None else str(spec.version)  # the loader made it a str already
+        existing = self.registry.find_model(name, wanted)
         if existing is not None:
             if existing.digest == digest:
                 return existing  # applying the same files again changes nothing
             if spec.version is not None:
                 raise Conflict(f"model {name!r} version {spec.version!r} already exists with other content; "
                                "give a new version, or leave version out to get the next one", field="version")
-        version = spec.version or self.registry.next_model_version(name)
+        version = wanted or self.registry.next_model_version(name)
         rec = self.registry.add_model(name=name, version=version, type=spec.type, framework=framework,
                                       digest=digest, signature=signature, tags=spec.tags,
                                       description=spec.description)
@@ -275,14 +276,15 @@ class Control:
             raise SpecError("an environment needs a name", field="name")
         content = msgspec.structs.replace(spec, name=None, version=None, description="", tags={})
         digest = hashlib.sha256(msgspec.json.encode(content, order="sorted")).hexdigest()
-        existing = self.registry.find_environment(name, spec.version)
+        wanted = None if spec.version is None else str(spec.version)  # the loader made it a str already
+        existing = self.registry.find_environment(name, wanted)
         if existing is not None:
             if existing.digest == digest:
                 return existing
             if spec.version is not None:
                 raise Conflict(f"environment {name!r} version {spec.version!r} already exists with another "
                                "definition; give a new version, or leave version out", field="version")
-        version = spec.version or self.registry.next_environment_version(name)
+        version = wanted or self.registry.next_environment_version(name)
         rec = self.registry.add_environment(msgspec.structs.replace(spec, name=name, version=version), digest)
         self.registry.add_event("environment.created", f"{name}:{version}", digest=digest)
         return rec

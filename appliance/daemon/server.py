@@ -167,7 +167,8 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     limits = dataclasses.replace(limits, max_connections=connection_cap(limits.max_connections, raise_fd_limit()))
     config = uvicorn.Config(Dispatcher(app, dataplane, token, host, port), host=host, port=port,
                             lifespan="on", http=protocol_class(limits), loop="uvloop", access_log=False,
-                            timeout_keep_alive=limits.keepalive_timeout,
+                            # uvicorn annotates an int, but only hands it to loop.call_later: a float works
+                            timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
                             log_level="warning", timeout_graceful_shutdown=10, server_header=False,
                             date_header=False, proxy_headers=False)
     server = _Server(config, serving)

@@ -50,7 +50,8 @@ def _columns(rows: Sequence[tuple[Any, ...]], routes: dict[RouteKey, int]) -> li
             routes.setdefault(key, len(routes) + 1)
         route = np.fromiter(map(routes.__getitem__, keys), np.int32, len(keys))
     digests = np.array(digest, dtype=object)
-    missing = np.equal(digests, None)
+    # numpy's stubs take no None here, but on an object array it compares elementwise, as wanted
+    missing = np.equal(digests, None)  # type: ignore[call-overload]
     values = np.zeros(len(keys), np.int64) if missing.all() else np.where(missing, 0, digests).astype(np.int64)
     return [np.array(at, np.float64), np.array(request_id, object), route, np.array(mirrored, np.bool_),
             np.array(status, np.int32), np.array(latency_ms, np.float64), np.array(bytes_in, np.int64),
@@ -177,7 +178,8 @@ class RequestLogStore:
         if deployment is not None:
             route_sql += " AND deployment = ?"
             route_params.append(deployment)
-        where, params = ["list_contains(?, route)", "id > ?"], [after_id]
+        where = ["list_contains(?, route)", "id > ?"]
+        params: list[Any] = [after_id]
         if since_seconds is not None:
             where.append('"at" >= ?')
             params.append(_cutoff(since_seconds))

@@ -105,7 +105,7 @@ class Registry:
                     if version == SEALED_KEYS:
                         self._seal_plaintext_keys()
                     self._db.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
-            if self._one("SELECT count(*) FROM registry_tasks WHERE task = 'rewrite'")[0]:
+            if self._aggregate("SELECT count(*) FROM registry_tasks WHERE task = 'rewrite'"):
                 self._rewrite()
 
     def _seal_plaintext_keys(self) -> None:
@@ -163,7 +163,7 @@ class Registry:
 
     @property
     def schema_version(self) -> int:
-        return self._one("SELECT max(version) FROM schema_migrations")[0]
+        return self._aggregate("SELECT max(version) FROM schema_migrations")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -195,6 +195,12 @@ class Registry:
     def _one(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
         with self._lock:
             return self._db.execute(sql, params or []).fetchone()
+
+    def _aggregate(self, sql: str, params: list[Any] | None = None) -> Any:
+        """The value of a one-column aggregate query (count, max): without GROUP BY it always answers one row."""
+        row = self._one(sql, params)
+        assert row is not None
+        return row[0]
 
     def _exec(self, sql: str, params: list[Any] | None = None) -> None:
         with self._lock:
@@ -260,8 +266,8 @@ class Registry:
                            archived=bool(archived))
 
     def next_model_version(self, name: str) -> str:
-        row = self._one("SELECT max(TRY_CAST(version AS BIGINT)) FROM models WHERE name = ?", [name])
-        return str((row[0] or 0) + 1)
+        latest = self._aggregate("SELECT max(TRY_CAST(version AS BIGINT)) FROM models WHERE name = ?", [name])
+        return str((latest or 0) + 1)
 
     def add_model(self, *, name: str, version: str, type: str, framework: str, digest: str,
                   signature: dict[str, Any] | None, tags: dict[str, str], description: str) -> ModelRecord:
@@ -314,14 +320,15 @@ class Registry:
                                  spec=msgspec.json.decode(spec, type=EnvironmentSpec), created_at=created)
 
     def next_environment_version(self, name: str) -> str:
-        row = self._one("SELECT max(TRY_CAST(version AS BIGINT)) FROM environments WHERE name = ?", [name])
-        return str((row[0] or 0) + 1)
+        latest = self._aggregate("SELECT max(TRY_CAST(version AS BIGINT)) FROM environments WHERE name = ?",
+                                 [name])
+        return str((latest or 0) + 1)
 
     def add_environment(self, spec: EnvironmentSpec, digest: str) -> EnvironmentRecord:
         assert spec.name and spec.version
         self._exec("INSERT INTO environments (name, version, digest, spec) VALUES (?, ?, ?, ?)",
                    [spec.name, spec.version, digest, _json(spec)])
-        return self.get_environment(spec.name, spec.version)
+        return self.get_environment(spec.name, str(spec.version))  # the loader made it a str already
 
     def find_environment(self, name: str, version: str | None = None) -> EnvironmentRecord | None:
         base = "SELECT name, version, digest, spec, created_at FROM environments WHERE name = ?"

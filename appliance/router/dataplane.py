@@ -114,9 +114,9 @@ class DataPlane:
                 self.refused_unauthenticated += 1
                 raise
             known = True
-            for name in (b"x-request-id", b"x-ms-client-request-id"):
-                if len(_header(headers, name) or b"") > MAX_ID:
-                    raise HTTPError(431, f"{name.decode()} must not exceed {MAX_ID} characters")
+            for id_header in (b"x-request-id", b"x-ms-client-request-id"):
+                if len(_header(headers, id_header) or b"") > MAX_ID:
+                    raise HTTPError(431, f"{id_header.decode()} must not exceed {MAX_ID} characters")
             method = scope["method"]
             target = ("/score" if rest == "score" and method == "POST" else _target(rest, method)) + _query(scope)
             req.body = await self._body(receive, headers)
@@ -282,12 +282,12 @@ def _choose(route: EndpointRoute, headers: Headers,
             raise HTTPError(404, f"deployment {_clip(name)!r} (from the {PIN.decode()} header) does not exist on "
                                  f"endpoint {route.name!r}; its deployments are: {known}")
         return name, deployment, True
-    name = route.split.choose(uniform())
-    if name is None:
+    chosen = route.split.choose(uniform())
+    if chosen is None:
         raise HTTPError(404, "No valid deployments to route to. Please check that the endpoint has at least "
                              "one deployment with positive weight values or use a deployment specific "
                              "header to route.")
-    return name, route.deployments.get(name), False  # None: in traffic, but not created yet
+    return chosen, route.deployments.get(chosen), False  # None: in traffic, but not created yet
 
 
 def _target(rest: str, method: str) -> str:

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.runtime.plan import LaunchPlan
-from appliance.runtime.transport import Headers, Response
+from appliance.runtime.transport import RequestHeaders, Response
 
 
 class Client(Protocol):
     """How the router and the probes talk to an instance: HTTP, or a call in this process."""
 
-    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = (),
+    async def request(self, method: str, target: str, body: bytes = b"", headers: RequestHeaders = (),
                       timeout: float | None = None) -> Response: ...
 
 
@@ -20,8 +20,13 @@ class Backend(Protocol):
     name: str
     plan: LaunchPlan
     log: Path
-    client: Client | None  # None only before an in-process instance has loaded its model
     tail: list[str]  # the last lines of output, for error reports
+
+    @property
+    def client(self) -> Client | None:
+        """None only before an in-process instance has loaded its model. A read-only member, so an
+        implementation's own client type (HTTPClient, DirectClient | None) satisfies it."""
+        ...
 
     @property
     def pid(self) -> int | None: ...

@@ -20,7 +20,7 @@ from typing import Any
 
 from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
-from appliance.runtime.transport import Headers, Response
+from appliance.runtime.transport import RequestHeaders, Response
 from appliance.scoring.app import Reply, Worker
 from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
 
@@ -40,7 +40,7 @@ class DirectClient:
         self._calls = SAMPLE - 1  # the first request is timed: the warm-up's batch of one may be smaller
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"model-{worker.name}")
 
-    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = (),
+    async def request(self, method: str, target: str, body: bytes = b"", headers: RequestHeaders = (),
                       timeout: float | None = None) -> Response:
         """`timeout` bounds a call on the thread pool; an inline one is within INLINE_BUDGET anyway."""
         path = target.partition("?")[0]
@@ -56,9 +56,9 @@ class DirectClient:
                 call = self._timed if self._calls % SAMPLE == 0 else self.worker.handle
                 status, ctype, payload, extra = call(method, path, body, json_length)
             else:
-                call = asyncio.get_running_loop().run_in_executor(self._pool, self._timed, method, path, body,
-                                                                  json_length)
-                status, ctype, payload, extra = await asyncio.wait_for(call, timeout)
+                pooled = asyncio.get_running_loop().run_in_executor(self._pool, self._timed, method, path, body,
+                                                                    json_length)
+                status, ctype, payload, extra = await asyncio.wait_for(pooled, timeout)
         return Response(status, [(b"content-type", ctype), *extra], payload)
 
     def _timed(self, method: str, path: str, body: bytes, json_length: bytes | None) -> Reply:

@@ -153,7 +153,10 @@ class Instance:
 
     async def _read_info(self) -> None:
         with contextlib.suppress(Exception):
-            response = await self.backend.client.request("GET", "/appliance/info")
+            client = self.backend.client
+            if client is None:  # not loaded (in process): nothing to ask
+                return
+            response = await client.request("GET", "/appliance/info")
             if response.status == 200:
                 self.provider = msgspec.json.decode(response.body).get("provider")
 

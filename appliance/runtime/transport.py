@@ -8,11 +8,13 @@ no per-request client objects. httpx costs several hundred µs per request here;
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httptools
 
 Headers = list[tuple[bytes, bytes]]
+RequestHeaders = Sequence[tuple[bytes, bytes]]  # what a request takes: read only, so `()` will do
 
 
 @dataclass(slots=True)
@@ -89,7 +91,7 @@ class HTTPClient:
             return _Connection(*await asyncio.open_unix_connection(self.path))
         return _Connection(*await asyncio.open_connection(self.host, self.port))
 
-    async def request(self, method: str, target: str, body: bytes = b"", headers: Headers = (),
+    async def request(self, method: str, target: str, body: bytes = b"", headers: RequestHeaders = (),
                       timeout: float | None = None) -> Response:
         """The instance's answer; TimeoutError after `timeout` seconds (the connection is then dropped)."""
         if timeout is None:
@@ -97,7 +99,7 @@ class HTTPClient:
         async with asyncio.timeout(timeout):
             return await self._request(method, target, body, headers)
 
-    async def _request(self, method: str, target: str, body: bytes, headers: Headers) -> Response:
+    async def _request(self, method: str, target: str, body: bytes, headers: RequestHeaders) -> Response:
         lines = [f"{method} {target} HTTP/1.1\r\ncontent-length: {len(body)}\r\n".encode()]
         lines += [k + b": " + v + b"\r\n" for k, v in headers]
         if not any(k == b"host" for k, _ in headers):

@@ -123,6 +123,7 @@ class MlflowModel:
 
     def swagger(self, title: str) -> dict[str, Any]:
         """Swagger 2.0 from the signature: split-orient input_data for columns, tensors otherwise."""
+        example: dict[str, Any] | list[list[float]]
         if self.columns:
             example = {"columns": [n for n, _ in self.columns], "index": [0],
                        "data": [[_example(k) for _, k in self.columns]]}

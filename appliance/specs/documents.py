@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -212,6 +212,12 @@ def load_file(path: str | Path) -> list[Document]:
     return [parse(b, str(path), path.resolve().parent) for b in read_yaml(path)]
 
 
+@overload
+def _abs(base: Path, value: str) -> str: ...
+@overload
+def _abs(base: Path, value: None) -> None: ...
+@overload
+def _abs(base: Path, value: str | None) -> str | None: ...
 def _abs(base: Path, value: str | None) -> str | None:
     if value is None or value.startswith("azureml:"):
         return value

@@ -95,7 +95,8 @@ class _Frame:
     __slots__ = ("anchor", "items", "node", "size")
 
     def __init__(self, node: Node, anchor: str | None) -> None:
-        self.node, self.anchor, self.items, self.size = node, anchor, [], 1
+        self.node, self.anchor, self.size = node, anchor, 1
+        self.items: list[Node] = []
 
 
 def _check_tag(tag: str, event: Any, is_key: bool, source: str | None) -> None:

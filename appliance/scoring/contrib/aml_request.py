@@ -23,8 +23,8 @@ def __getattr__(name: str) -> Any:
     class AMLRequest(Request):
         """AMLRequest class used by score.py that needs raw HTTP access"""
 
-        def __init__(self) -> None:  # only a type for annotations, as in azmlinfsrv
-            super().__init__()
+        # Only a type for annotations. azmlinfsrv also defines `__init__(self)` calling `super().__init__()`,
+        # which fails without Flask's `environ` argument; left out, so AMLRequest() still fails the same way.
 
     AMLRequest.__module__ = __name__
     globals()["AMLRequest"] = AMLRequest

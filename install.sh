@@ -55,26 +55,30 @@ if [ -L "$link" ] || [ -e "$link" ]; then
     else
       what="another appliance"
       [ -L "$link" ] && what="a link to another checkout's appliance ($(readlink "$link"))"
-      echo "install.sh: $link is already $what; not replacing it." >&2
+      echo "install.sh: $link is already $what; not replacing it (this checkout's is $ours)." >&2
       echo "  Keep both: ./install.sh --prefix DIR (links DIR/bin/appliance); or take it over: ./install.sh --force" >&2
-      exit 1
+      # Linking was the whole job of --link-only: it failed. Otherwise the install (and --test) goes on.
+      [ "$link_only" = 1 ] && exit 1
+      link=""
     fi
   fi
 fi
-mkdir -p "$bin"
-ln -sfn "$ours" "$link"
-case ":$PATH:" in
-  *":$bin:"*)
-    found=$(command -v appliance || true)
-    if [ "$found" = "$link" ]; then
-      say "appliance is on PATH ($link)"
-    else
-      say "linked $link, but ${found:-another appliance} comes first on PATH; run $link, or put $bin first"
-    fi ;;
-  *)
-    say "linked $link; $bin is not on PATH. Add it (and to ~/.bashrc or ~/.zshrc to keep it):"
-    say "  export PATH=\"$bin:\$PATH\"" ;;
-esac
+if [ -n "$link" ]; then
+  mkdir -p "$bin"
+  ln -sfn "$ours" "$link"
+  case ":$PATH:" in
+    *":$bin:"*)
+      found=$(command -v appliance || true)
+      if [ "$found" = "$link" ]; then
+        say "appliance is on PATH ($link)"
+      else
+        say "linked $link, but ${found:-another appliance} comes first on PATH; run $link, or put $bin first"
+      fi ;;
+    *)
+      say "linked $link; $bin is not on PATH. Add it (and to ~/.bashrc or ~/.zshrc to keep it):"
+      say "  export PATH=\"$bin:\$PATH\"" ;;
+  esac
+fi
 
 # The Docker tests need a real engine, debootstrap (base images without a registry) and a registry
 # to push to: installed from Debian's packages and started here when missing.

@@ -303,13 +303,17 @@ def _target(rest: str, method: str) -> str:
         elif rest.rstrip("/") in _ROUTES:
             allowed = _ROUTES[rest.rstrip("/")]
         if allowed is None:
-            return "/" + (quote(rest, safe="/") if _UNSAFE(rest) else rest)
+            return _path(rest)
     if allowed is None:
         raise HTTPError(404, f"no route /{_clip(rest)}: an endpoint serves /score, /swagger.json and /v2/... "
                              "(Open Inference Protocol)")
     if method not in allowed[0]:
         raise HTTPError(405, f"{_clip(method)} is not allowed on /{_clip(rest)}; allowed: {allowed[1].decode()}",
                         [(b"allow", allowed[1])])
+    return _path(rest)
+
+
+def _path(rest: str) -> str:
     return "/" + (quote(rest, safe="/") if _UNSAFE(rest) else rest)
 
 

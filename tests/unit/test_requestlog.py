@@ -5,27 +5,18 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import wait_until
+from conftest import KEY, wait_until
 
 from appliance.registry import Registry
 from appliance.registry.requestlog import COLUMNS, SLICE, RequestLogStore
 from appliance.telemetry.events import FIELDS, RequestEvent
 from appliance.telemetry.requestlog import RequestLog
-
-KEY = b"k" * 32  # the home's secrets.key: seals endpoint keys
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(tmp_path, KEY)
-    yield reg
-    reg.close()
 
 
 @pytest.fixture
@@ -145,7 +136,7 @@ def test_the_writer_deletes_rows_past_their_retention_on_its_own(store: RequestL
         writer.close()
 
 
-def test_the_writer_keeps_the_log_under_its_size_cap(store: RequestLogStore, tmp_path: Path) -> None:
+def test_the_writer_keeps_the_log_under_its_size_cap(store: RequestLogStore, home: Path) -> None:
     cap = 4 << 20
     writer = RequestLog(store, interval=0.05, max_bytes=cap)
     writer.start()
@@ -156,7 +147,7 @@ def test_the_writer_keeps_the_log_under_its_size_cap(store: RequestLogStore, tmp
                 writer.record(event(f"{batch:04d}-{i:05d}-{np.random.bytes(12).hex()}"))
             assert writer.flush(timeout=30)
             wait_until(lambda: store.used_bytes() <= cap, 10, "the writer to cut the log back under its cap")
-            sizes.append(sum(f.stat().st_size for f in tmp_path.glob("appliance.duckdb*")))  # file and its WAL
+            sizes.append(sum(f.stat().st_size for f in home.glob("appliance.duckdb*")))  # file and its WAL
         assert writer.pruned > 0 and writer.failed == 0
         newest = store.tail("my-ep", limit=1)
         assert ids(newest)[0].startswith("0039-04999")  # the newest row is kept; the oldest went

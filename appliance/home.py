@@ -86,12 +86,10 @@ class Home:
         if self.logs.is_dir() and not self.logs.is_symlink():
             self.logs.chmod(0o700)
             for folder, dirs, files in os.walk(self.logs):
-                for name in dirs:
-                    if not os.path.islink(os.path.join(folder, name)):
-                        os.chmod(os.path.join(folder, name), 0o700)
-                for name in files:
-                    if not os.path.islink(os.path.join(folder, name)):
-                        os.chmod(os.path.join(folder, name), 0o600)
+                for names, mode in ((dirs, 0o700), (files, 0o600)):
+                    for entry in (os.path.join(folder, name) for name in names):
+                        if not os.path.islink(entry):
+                            os.chmod(entry, mode)
 
     @staticmethod
     def _secret(path: Path) -> str:

@@ -112,7 +112,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     token = home.admin_token()
     try:
         registry = Registry(home.root, home.secret_key())
-    except SealError as exc:
+    except (SealError, ValueError) as exc:  # a wrong key, or a secrets.key that holds none
         print(f"error: {exc}", file=sys.stderr)
         sock.close()
         home.release()

@@ -2,10 +2,15 @@
 
 from appliance.registry.artifacts import Artifact, ArtifactStore, digest_of
 from appliance.registry.records import (
+    BatchDeploymentRecord,
+    BatchEndpointRecord,
+    DataRecord,
     DeploymentRecord,
     EndpointRecord,
     EnvironmentRecord,
     Event,
+    JobRecord,
+    MiniBatch,
     ModelRecord,
 )
 from appliance.registry.store import Registry
@@ -13,10 +18,15 @@ from appliance.registry.store import Registry
 __all__ = [
     "Artifact",
     "ArtifactStore",
+    "BatchDeploymentRecord",
+    "BatchEndpointRecord",
+    "DataRecord",
     "DeploymentRecord",
     "EndpointRecord",
     "EnvironmentRecord",
     "Event",
+    "JobRecord",
+    "MiniBatch",
     "ModelRecord",
     "Registry",
     "digest_of",

@@ -7,7 +7,13 @@ from typing import Any
 
 from msgspec import Struct
 
-from appliance.specs import EnvironmentSpec, OnlineDeploymentSpec, OnlineEndpointSpec
+from appliance.specs import (
+    BatchDeploymentSpec,
+    BatchEndpointSpec,
+    EnvironmentSpec,
+    OnlineDeploymentSpec,
+    OnlineEndpointSpec,
+)
 
 
 class ModelRecord(Struct, kw_only=True):
@@ -70,3 +76,75 @@ class Event(Struct, kw_only=True):
     kind: str
     subject: str
     detail: dict[str, Any]
+
+
+class BatchEndpointRecord(Struct, kw_only=True):
+    spec: BatchEndpointSpec
+    id: str
+    primary_key: str  # plaintext here; sealed in the database
+    secondary_key: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class BatchDeploymentRecord(Struct, kw_only=True):
+    spec: BatchDeploymentSpec  # model/environment are azureml:name:version references
+    code_digest: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.spec.endpoint_name, self.spec.name
+
+
+class DataRecord(Struct, kw_only=True):
+    name: str
+    version: str
+    type: str
+    digest: str
+    path_name: str  # the stored file or folder's name
+    description: str
+    tags: dict[str, str]
+    created_at: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"azureml:{self.name}:{self.version}"
+
+
+JOB_STATES = ("Preparing", "Running", "Completed", "Failed", "Canceled")
+FINAL_STATES = ("Completed", "Failed", "Canceled")
+
+
+class JobRecord(Struct, kw_only=True):
+    name: str
+    endpoint_name: str
+    deployment_name: str
+    status: str  # one of JOB_STATES
+    spec: BatchDeploymentSpec  # the deployment at invoke, with the invoke's overrides
+    code_digest: str | None
+    input: dict[str, Any]  # {path, type, asset}
+    output_dir: str
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATES
+
+
+class MiniBatch(Struct, kw_only=True):
+    idx: int
+    files: list[str]
+    status: str  # pending, running, done, failed
+    attempts: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    error: str | None = None

@@ -10,9 +10,6 @@ import json
 import logging
 import os
 import secrets
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -22,6 +19,7 @@ import duckdb
 import msgspec
 
 from appliance.registry.artifacts import Artifact, ArtifactStore
+from appliance.registry.batch import BatchTables
 from appliance.registry.records import (
     DeploymentRecord,
     EndpointRecord,
@@ -60,11 +58,12 @@ def _quoted(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-class Registry:
+class Registry(BatchTables):
     """`secret_key` (32 bytes, the home's secrets.key) seals the endpoint keys: they are encrypted on
     write and opened on read, so records hold them in plaintext and the file never does."""
 
     def __init__(self, home: Path, secret_key: bytes) -> None:
+        super().__init__()
         self.home = home
         self.path = home / "appliance.duckdb"
         self._sealer = Sealer(secret_key)
@@ -74,8 +73,6 @@ class Registry:
         self._db = duckdb.connect(config={"threads": 1})
         self._attach(self.path, "registry")
         self._db.execute("USE registry")
-        self._lock = threading.RLock()
-        self._depth = 0
         try:
             self._migrate()
             self._check_key()
@@ -165,47 +162,6 @@ class Registry:
     def schema_version(self) -> int:
         return self._aggregate("SELECT max(version) FROM schema_migrations")
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """All or nothing; nested use joins the outer transaction."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self._db.execute("BEGIN TRANSACTION")
-            self._depth = 1
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
-            finally:
-                self._depth = 0
-
-    def _all(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params or []).fetchall()
-
-    def _one(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
-        with self._lock:
-            return self._db.execute(sql, params or []).fetchone()
-
-    def _aggregate(self, sql: str, params: list[Any] | None = None) -> Any:
-        """The value of a one-column aggregate query (count, max): without GROUP BY it always answers one row."""
-        row = self._one(sql, params)
-        assert row is not None
-        return row[0]
-
-    def _exec(self, sql: str, params: list[Any] | None = None) -> None:
-        with self._lock:
-            self._db.execute(sql, params or [])
-
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for another thread (the request-log writer, a query)."""
         cursor = self._db.cursor()
@@ -239,8 +195,10 @@ class Registry:
         hot reload stores a new snapshot: without this, every save would stay on disk. Returns the digests
         removed."""
         with self.transaction():  # no write in between: a row written now is committed before, or after
-            referenced = {d for (d,) in self._all("SELECT digest FROM models UNION "
-                                                  "SELECT code_digest FROM online_deployments")} | in_use
+            referenced = {d for (d,) in self._all(
+                "SELECT digest FROM models UNION SELECT code_digest FROM online_deployments UNION "
+                "SELECT code_digest FROM batch_deployments UNION SELECT digest FROM data_assets UNION "
+                "SELECT code_digest FROM jobs WHERE status NOT IN ('Completed', 'Failed', 'Canceled')")} | in_use
             removed = self.artifacts.sweep(lambda: referenced)
             keep = referenced | self.artifacts.pinned()
             rows = {d for (d,) in self._all("SELECT digest FROM artifacts")} - keep

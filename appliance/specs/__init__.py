@@ -11,7 +11,11 @@ from appliance.specs.documents import (
     split_ref,
 )
 from appliance.specs.entities import (
+    BatchDeploymentSpec,
+    BatchEndpointSpec,
+    BatchSettings,
     CodeConfiguration,
+    DataSpec,
     EnvironmentSpec,
     ModelSpec,
     OnlineDeploymentSpec,
@@ -22,7 +26,11 @@ from appliance.specs.entities import (
 from appliance.specs.errors import Conflict, NotFound, SpecError
 
 __all__ = [
+    "BatchDeploymentSpec",
+    "BatchEndpointSpec",
+    "BatchSettings",
     "CodeConfiguration",
+    "DataSpec",
     "Conflict",
     "Document",
     "EnvironmentSpec",

@@ -12,6 +12,10 @@ import msgspec
 from appliance.specs import enums, names, yamlsafe
 from appliance.specs.entities import (
     KINDS,
+    LEGACY_SETTINGS,
+    BatchDeploymentSpec,
+    BatchEndpointSpec,
+    DataSpec,
     EnvironmentSpec,
     ModelSpec,
     OnlineDeploymentSpec,
@@ -28,7 +32,14 @@ SCHEMA_KINDS = {
     "kubernetesonlineendpoint": "online_endpoint",
     "managedonlinedeployment": "online_deployment",
     "kubernetesonlinedeployment": "online_deployment",
+    "batchendpoint": "batch_endpoint",
+    "batchdeployment": "batch_deployment",
+    "modelbatchdeployment": "batch_deployment",
+    "pipelinecomponentbatchdeployment": "batch_deployment",
+    "data": "data",
 }
+# Fields only a batch deployment has (an online one has endpoint_name too).
+_BATCH_ONLY = {"settings", "compute", "resources", *LEGACY_SETTINGS} - {"environment_variables"}
 _SCHEMA_NAME = re.compile(r"([A-Za-z]+)\.schema\.json$")
 _PATH = re.compile(r" - at `\$(.*)`$")
 
@@ -50,7 +61,8 @@ def detect_kind(body: dict[str, Any], source: str) -> str:
         raise SpecError(f"unsupported $schema {schema!r}: this appliance takes "
                         f"{', '.join(sorted(set(SCHEMA_KINDS.values())))}", field="$schema", source=source)
     if "endpoint_name" in body:
-        return "online_deployment"
+        return "batch_deployment" if _BATCH_ONLY & body.keys() or body.get("type") in ("model", "pipeline") \
+            else "online_deployment"
     if {"auth_mode", "traffic", "mirror_traffic"} & body.keys():
         return "online_endpoint"
     if {"image", "conda_file", "build", "inference_config"} & body.keys():
@@ -59,7 +71,8 @@ def detect_kind(body: dict[str, Any], source: str) -> str:
         return "model"
     raise SpecError("cannot tell what this document is: give it a $schema, or the fields of a model "
                     "(path), an environment (image/conda_file), an online endpoint (auth_mode) or an "
-                    "online deployment (endpoint_name)", source=source)
+                    "online deployment (endpoint_name); a batch endpoint or a data asset needs its $schema "
+                    "(batchEndpoint.schema.json, data.schema.json)", source=source)
 
 
 def unknown_fields(cls: type, body: Any, prefix: str = "") -> list[str]:
@@ -184,6 +197,8 @@ def parse(body: Any, source: str, base: Path | None = None) -> Document:
     if not isinstance(body, dict):
         raise SpecError(f"expected a mapping of fields, got {type(body).__name__}", source=source)
     kind = detect_kind(body, source)
+    if kind == "batch_deployment":
+        body = _nest_legacy_settings(body)
     cls = KINDS[kind]
     warnings = [f"{source}: unknown field {name!r} ignored{did_you_mean(cls, name)}"
                 for name in unknown_fields(cls, body)]
@@ -195,6 +210,21 @@ def parse(body: Any, source: str, base: Path | None = None) -> Document:
         exc.source = exc.source or source
         raise
     return Document(kind=kind, spec=spec, source=source, warnings=warnings)
+
+
+def _nest_legacy_settings(body: dict[str, Any]) -> dict[str, Any]:
+    """Azure's older batch deployment YAML puts `mini_batch_size` and the rest at the root (and
+    `instance_count` beside them): moved under `settings` (and `resources`), where the schema has them now."""
+    body = dict(body)
+    settings = dict(body.get("settings") or {})
+    for key in LEGACY_SETTINGS:
+        if key in body:
+            settings.setdefault(key, body.pop(key))
+    if settings:
+        body["settings"] = settings
+    if "instance_count" in body:
+        body["resources"] = {"instance_count": body.pop("instance_count"), **(body.get("resources") or {})}
+    return body
 
 
 def read_yaml(path: str | Path) -> list[dict[str, Any]]:
@@ -238,7 +268,57 @@ def _check(spec: Any, base: Path) -> Any:
                 if not 0 <= percent <= 100:
                     raise SpecError(f"invalid value {percent}: a percentage from 0 to 100", field=f"{fname}.{dep}")
         return spec
+    if isinstance(spec, BatchEndpointSpec):
+        names.check_endpoint_name(spec.name)
+        if spec.defaults.deployment_name is not None:
+            names.check_endpoint_name(spec.defaults.deployment_name, field="defaults.deployment_name")
+        return spec
+    if isinstance(spec, DataSpec):
+        return _check_data(spec, base)
+    if isinstance(spec, BatchDeploymentSpec):
+        return _check_batch_deployment(spec, base)
     assert isinstance(spec, OnlineDeploymentSpec)
+    _check_assets(spec, base)
+    if spec.model_mount_path is not None and not spec.model_mount_path.startswith("/"):
+        raise SpecError(f"invalid value {spec.model_mount_path!r}: model_mount_path is an absolute path inside "
+                        "the container, like /models", field="model_mount_path")
+    return spec
+
+
+def _check_batch_deployment(spec: BatchDeploymentSpec, base: Path) -> BatchDeploymentSpec:
+    if spec.type == "pipeline":
+        raise SpecError("a pipeline component batch deployment (type: pipeline) needs Azure ML's pipeline jobs and "
+                        "components, which this appliance does not run; allowed here: type: model (a model with a "
+                        "scoring script, or a no-code ONNX or MLflow model)", field="type")
+    _check_assets(spec, base)
+    settings = spec.settings
+    name = settings.output_file_name
+    if not name or "/" in name or name in (".", ".."):
+        raise SpecError(f"invalid value {name!r}: output_file_name is a file name, like predictions.csv",
+                        field="settings.output_file_name")
+    return spec
+
+
+def _check_data(spec: DataSpec, base: Path) -> DataSpec:
+    names.check_asset_name(spec.name, "name")
+    if spec.version is not None:
+        spec.version = names.check_asset_version(str(spec.version), "version")
+    if "://" in spec.path or spec.path.startswith("azureml:"):
+        raise SpecError(f"path {spec.path!r}: a data asset here is a local file or folder (there is no cloud "
+                        "storage to read from)", field="path")
+    spec.path = _abs(base, spec.path)
+    path = Path(spec.path)
+    if spec.type == "uri_folder" and not path.is_dir():
+        raise SpecError(f"path {spec.path!r} is not a folder, and type is uri_folder"
+                        + ("; for one file use type: uri_file" if path.is_file() else ""), field="path")
+    if spec.type == "uri_file" and not path.is_file():
+        raise SpecError(f"path {spec.path!r} is not a file, and type is uri_file"
+                        + ("; for a folder use type: uri_folder" if path.is_dir() else ""), field="path")
+    return spec
+
+
+def _check_assets(spec: OnlineDeploymentSpec | BatchDeploymentSpec, base: Path) -> None:
+    """A deployment's names, model, environment and code, as online and batch deployments share them."""
     names.check_endpoint_name(spec.name)
     names.check_endpoint_name(spec.endpoint_name, field="endpoint_name")
     if isinstance(spec.model, ModelSpec):
@@ -269,10 +349,6 @@ def _check(spec: Any, base: Path) -> Any:
     if spec.model is None and spec.code_configuration is None and spec.environment is None:
         # (an image that serves on its own, a custom container, needs neither: checked once it is resolved)
         raise SpecError("a deployment needs a model, a code_configuration, or both", field="model")
-    if spec.model_mount_path is not None and not spec.model_mount_path.startswith("/"):
-        raise SpecError(f"invalid value {spec.model_mount_path!r}: model_mount_path is an absolute path inside "
-                        "the container, like /models", field="model_mount_path")
-    return spec
 
 
 def _check_model(spec: ModelSpec, base: Path, prefix: str) -> ModelSpec:

@@ -128,9 +128,77 @@ class OnlineDeploymentSpec(Spec):
     watch: bool = False
 
 
+class BatchDefaults(Spec):
+    deployment_name: str | None = None
+
+
+class BatchEndpointSpec(Spec):
+    name: str
+    description: str = ""
+    tags: dict[str, str] = {}
+    auth_mode: Literal["key", "aml_token", "aad_token"] = "aad_token"  # Azure's batch default
+    defaults: BatchDefaults = msgspec.field(default_factory=BatchDefaults)
+
+
+class RetrySettings(Spec):
+    max_retries: NonNegative = 3
+    timeout: Positive = 30  # seconds a mini-batch may take
+
+
+class BatchSettings(Spec):
+    mini_batch_size: Positive = 10  # files per run() call
+    max_concurrency_per_instance: Positive = 1
+    output_action: Literal["append_row", "summary_only"] = "append_row"
+    output_file_name: str = "predictions.csv"
+    retry_settings: RetrySettings = msgspec.field(default_factory=RetrySettings)
+    error_threshold: Annotated[int, Meta(ge=-1)] = -1  # failed items tolerated; -1: all
+    logging_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    environment_variables: dict[str, str] = {}
+    # Appliance extension (no-code ONNX on tabular files): columns copied beside the predictions.
+    key_columns: list[str] = []
+
+
+class BatchResources(Spec):
+    instance_count: Positive = 1
+    instance_type: str | None = None
+    properties: dict[str, Any] = {}
+
+
+# Azure's legacy batch deployment YAML writes the settings at the root.
+LEGACY_SETTINGS = ("mini_batch_size", "max_concurrency_per_instance", "output_action", "output_file_name",
+                   "retry_settings", "error_threshold", "logging_level", "environment_variables")
+
+
+class BatchDeploymentSpec(Spec):
+    name: str
+    endpoint_name: str
+    description: str = ""
+    tags: dict[str, str] = {}
+    type: Literal["model", "pipeline"] = "model"
+    model: str | ModelSpec | None = None
+    code_configuration: CodeConfiguration | None = None
+    environment: str | EnvironmentSpec | None = None
+    compute: str | None = None  # recorded; jobs run on this machine
+    resources: BatchResources = msgspec.field(default_factory=BatchResources)
+    settings: BatchSettings = msgspec.field(default_factory=BatchSettings)
+    component: Any = None  # type: pipeline (refused, with why)
+
+
+class DataSpec(Spec):
+    name: str
+    path: str
+    version: str | int | None = None
+    type: Literal["uri_folder", "uri_file"] = "uri_folder"
+    description: str = ""
+    tags: dict[str, str] = {}
+
+
 KINDS: dict[str, type[Spec]] = {
     "model": ModelSpec,
     "environment": EnvironmentSpec,
     "online_endpoint": OnlineEndpointSpec,
     "online_deployment": OnlineDeploymentSpec,
+    "batch_endpoint": BatchEndpointSpec,
+    "batch_deployment": BatchDeploymentSpec,
+    "data": DataSpec,
 }

@@ -88,10 +88,10 @@ def test_kind_comes_from_fields_without_schema(conf: Path, body: str, kind: str)
 
 
 def test_unsupported_schema_is_rejected_naming_it(conf: Path) -> None:
-    err = load_error(conf, f"$schema: {SCHEMAS}/batchDeployment.schema.json\nname: x\n")
+    err = load_error(conf, f"$schema: {SCHEMAS}/commandJob.schema.json\nname: x\n")
     assert err.field == "$schema"
-    assert "batchDeployment" in str(err)
-    assert "online_deployment" in str(err)
+    assert "commandJob" in str(err)
+    assert "online_deployment" in str(err) and "batch_deployment" in str(err)
 
 
 def test_document_of_unknown_kind_is_rejected(conf: Path) -> None:

@@ -1,5 +1,5 @@
 """Entry point of the one-file build (`scripts/build-onefile.sh`): the `appliance` command, and the
-hidden `appliance __worker ...`, which runs the scoring worker (`python -m appliance.scoring` in a
+hidden `appliance __worker ...` and `__batch ...`, which run the scoring worker and the batch worker (`python -m appliance.scoring` in a
 normal install): in a frozen binary `sys.executable` is the binary itself, so that is how the daemon
 starts a `process` worker (see appliance.runtime.process.worker_command)."""
 
@@ -10,6 +10,10 @@ if __name__ == "__main__":
         from appliance.scoring.__main__ import main as worker
 
         sys.exit(worker(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "__batch":
+        from appliance.scoring.batch import main as batch_worker
+
+        sys.exit(batch_worker(sys.argv[2:]))
     from appliance.cli.main import main
 
     sys.exit(main())

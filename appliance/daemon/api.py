@@ -120,6 +120,7 @@ class ApplyIn(Struct, forbid_unknown_fields=True):
     create_only: bool = False
     all_traffic: bool = False
     wait: Wait = 120.0
+    set_default: bool = False  # each batch deployment applied becomes its endpoint's default
 
 
 class ApplyOut(Struct):
@@ -182,7 +183,7 @@ async def health() -> Health:
 async def _apply(control: Control, documents: list[Document], data: ApplyIn,
                  progress: Callable[[str], None] | None) -> ApplyOut:
     outcome = await control.apply(documents, create_only=data.create_only, all_traffic=data.all_traffic,
-                                  wait=data.wait, progress=progress)
+                                  wait=data.wait, progress=progress, set_default=data.set_default)
     deployments = [await _deployment_view(control, ep, name) for ep, name in outcome.deployments]
     return ApplyOut(applied=outcome.applied, warnings=outcome.warnings, deployments=deployments)
 
@@ -762,7 +763,9 @@ def create_app(control: Control, request_log: RequestLog, dataplane: DataPlane, 
                on_startup: list[Any], on_shutdown: list[Any]) -> Litestar:
     from litestar import Router
 
-    handlers = [
+    from appliance.daemon import batch_api
+
+    handlers = [*batch_api.HANDLERS,
         health, apply, apply_streamed, build_environment, package, list_models, show_model, create_model,
         archive_model, list_environments, show_environment,
         list_endpoints, show_endpoint, delete_endpoint, credentials, update_traffic, regenerate_keys, get_token,

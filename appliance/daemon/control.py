@@ -23,14 +23,27 @@ import msgspec
 from appliance.builder import curated, dockerfile, images, mlflow_env, venv
 from appliance.builder.run import BuildError
 from appliance.daemon import background
-from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, ModelRecord, Registry
+from appliance.daemon.jobs import Jobs
+from appliance.registry import (
+    BatchDeploymentRecord,
+    BatchEndpointRecord,
+    DataRecord,
+    DeploymentRecord,
+    EndpointRecord,
+    EnvironmentRecord,
+    ModelRecord,
+    Registry,
+)
 from appliance.registry.artifacts import Artifact
 from appliance.router import EndpointRoute, RoutingTable, tokens
 from appliance.runtime import DeploymentRuntime, LaunchPlan, Supervisor, logs
 from appliance.scoring import providers
 from appliance.scoring.onnx_model import OnnxModel, find_onnx_file, triton_name
 from appliance.specs import (
+    BatchDeploymentSpec,
+    BatchEndpointSpec,
     Conflict,
+    DataSpec,
     Document,
     EnvironmentSpec,
     ModelSpec,
@@ -49,7 +62,8 @@ from appliance.specs import traffic as traffic_rules
 log = logging.getLogger("appliance.control")
 
 Progress = Callable[[str], None]  # a line of a long operation's output, for the user waiting on it
-ORDER = {"environment": 0, "model": 1, "online_endpoint": 2, "online_deployment": 3}
+ORDER = {"environment": 0, "model": 1, "data": 1, "online_endpoint": 2, "batch_endpoint": 2, "online_deployment": 3,
+         "batch_deployment": 3}
 
 
 @dataclass
@@ -59,6 +73,7 @@ class Outcome:
     applied: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     deployments: list[tuple[str, str]] = field(default_factory=list)  # to (re)start
+    batch_deployments: list[tuple[str, str]] = field(default_factory=list)
     endpoints: set[str] = field(default_factory=set)  # whose routing changed
 
 
@@ -131,7 +146,9 @@ def _paths(documents: list[Document]) -> Iterator[tuple[str, bool]]:
         spec = doc.spec
         if isinstance(spec, ModelSpec) and spec.path:
             yield spec.path, spec.framework != "custom"
-        elif isinstance(spec, OnlineDeploymentSpec):
+        elif isinstance(spec, DataSpec):
+            yield spec.path, False
+        elif isinstance(spec, OnlineDeploymentSpec | BatchDeploymentSpec):
             if isinstance(spec.model, ModelSpec) and spec.model.path:
                 yield spec.model.path, spec.model.framework != "custom"
             elif isinstance(spec.model, str) and not spec.model.startswith("azureml:"):
@@ -155,6 +172,7 @@ class Control:
         self.listeners: list[Callable[[], Awaitable[None]]] = []  # told after every change (hot reload)
         # Held while a deployment's runtime is changed: the reconciler's one writer per deployment.
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+        self.jobs = Jobs(registry)
 
     # -- staging: the slow part of a write, done before its transaction -------------------------
 
@@ -183,17 +201,18 @@ class Control:
 
     # -- apply --------------------------------------------------------------------------------
 
-    async def apply(self, documents: list[Document], *, create_only: bool = False,
-                    all_traffic: bool = False, wait: float = 0.0, progress: Progress | None = None) -> Outcome:
+    async def apply(self, documents: list[Document], *, create_only: bool = False, all_traffic: bool = False,
+                    wait: float = 0.0, progress: Progress | None = None, set_default: bool = False) -> Outcome:
         try:
-            outcome = await background.run(self._apply_sync, documents, create_only, all_traffic)
+            outcome = await background.run(self._apply_sync, documents, create_only, all_traffic, set_default)
         except BaseException:
             await self.remove_unused_artifacts()  # what it stored for nothing
             raise
         await self.converge(outcome.deployments, outcome.endpoints, wait, progress)
         return outcome
 
-    def _apply_sync(self, documents: list[Document], create_only: bool, all_traffic: bool) -> Outcome:
+    def _apply_sync(self, documents: list[Document], create_only: bool, all_traffic: bool,
+                    set_default: bool = False) -> Outcome:
         outcome = Outcome(warnings=[w for d in documents for w in d.warnings])
         outcome.warnings += effects.warnings(documents, providers.cuda_devices)  # what has no effect here
         docs = sorted(documents, key=lambda d: ORDER[d.kind])
@@ -207,6 +226,8 @@ class Control:
                     elif doc.kind == "environment":
                         env = self._register_environment(doc.spec, None)
                         outcome.applied.append({"kind": "environment", "name": env.name, "version": env.version})
+                    elif doc.kind in ("data", "batch_endpoint", "batch_deployment"):
+                        outcome.applied.append(self._apply_batch(doc, create_only, set_default, staged, outcome))
                     elif doc.kind == "online_endpoint":
                         self._put_endpoint(doc.spec, create_only)
                         outcome.endpoints.add(doc.spec.name)
@@ -448,6 +469,100 @@ class Control:
             raise SpecError(f"curated environment {entry.name} can't be built here: {entry.refused}",
                             field="environment")
         return self._register_environment(EnvironmentSpec(**curated.environment(entry, version)), None)
+
+    # -- batch endpoints, deployments and data assets -----------------------------------------
+
+    def _apply_batch(self, doc: Document, create_only: bool, set_default: bool, staged: Staged,
+                     outcome: Outcome) -> dict[str, Any]:
+        spec = doc.spec
+        if isinstance(spec, DataSpec):
+            data = self._register_data(spec, staged)
+            return {"kind": "data", "name": data.name, "version": data.version}
+        if isinstance(spec, BatchEndpointSpec):
+            self._put_batch_endpoint(spec, create_only)
+            return {"kind": "batch_endpoint", "name": spec.name}
+        dep = self._put_batch_deployment(spec, create_only, staged)
+        endpoint = self.registry.get_batch_endpoint(spec.endpoint_name)
+        if set_default or endpoint.spec.defaults.deployment_name is None:
+            if endpoint.spec.defaults.deployment_name is None and not set_default:
+                outcome.warnings.append(f"{spec.name} is batch endpoint {spec.endpoint_name}'s default deployment: "
+                                        "it had none (change it with --set defaults.deployment_name=NAME)")
+            self._set_batch_default(endpoint, spec.name)
+        outcome.batch_deployments.append(dep.key)
+        return {"kind": "batch_deployment", "name": spec.name, "endpoint": spec.endpoint_name,
+                "model": dep.spec.model}
+
+    def _register_data(self, spec: DataSpec, staged: Staged) -> DataRecord:
+        """A data asset is a snapshot, as Azure's upload is: later edits to the folder don't change it."""
+        digest = self._artifact(spec.path, staged)
+        wanted = None if spec.version is None else str(spec.version)
+        existing = self.registry.find_data(spec.name, wanted)
+        if existing is not None:
+            if existing.digest == digest and existing.type == spec.type:
+                return existing
+            if wanted is not None:
+                raise Conflict(f"data asset {spec.name!r} version {wanted!r} already exists with other content; "
+                               "give a new version, or leave version out to get the next one", field="version")
+        version = wanted or self.registry.next_data_version(spec.name)
+        rec = self.registry.add_data(name=spec.name, version=version, type=spec.type, digest=digest,
+                                     description=spec.description, tags=spec.tags)
+        self.registry.add_event("data.created", f"{spec.name}:{version}", digest=digest)
+        return rec
+
+    def _put_batch_endpoint(self, spec: BatchEndpointSpec, create_only: bool) -> BatchEndpointRecord:
+        existing = self.registry.find_batch_endpoint(spec.name)
+        if existing is None:
+            self.registry.add_event("batch_endpoint.created", spec.name)
+            return self.registry.put_batch_endpoint(spec, new_key(), new_key())
+        if create_only:
+            raise Conflict(f"batch endpoint {spec.name!r} already exists; use `appliance batch-endpoint update` or "
+                           "`appliance apply` to change it", field="name")
+        default = spec.defaults.deployment_name
+        if default is not None and self.registry.find_batch_deployment(spec.name, default) is None:
+            known = [d.spec.name for d in self.registry.list_batch_deployments(spec.name)]
+            raise SpecError(f"invalid value {default!r}: batch endpoint {spec.name!r} has no such deployment "
+                            f"(it has: {', '.join(known) or 'none'})", field="defaults.deployment_name")
+        if spec != existing.spec:
+            self.registry.add_event("batch_endpoint.updated", spec.name)
+        return self.registry.put_batch_endpoint(spec, existing.primary_key, existing.secondary_key)
+
+    def _set_batch_default(self, endpoint: BatchEndpointRecord, deployment: str) -> None:
+        spec = msgspec.structs.replace(endpoint.spec, defaults=msgspec.structs.replace(
+            endpoint.spec.defaults, deployment_name=deployment))
+        self.registry.put_batch_endpoint(spec, endpoint.primary_key, endpoint.secondary_key)
+
+    def _put_batch_deployment(self, spec: BatchDeploymentSpec, create_only: bool,
+                              staged: Staged) -> BatchDeploymentRecord:
+        endpoint = self.registry.get_batch_endpoint(spec.endpoint_name)
+        existing = self.registry.find_batch_deployment(endpoint.name, spec.name)
+        if existing is not None and create_only:
+            raise Conflict(f"deployment {spec.name!r} already exists on batch endpoint {endpoint.name!r}; use "
+                           "`appliance batch-deployment update` to change it", field="name")
+        default_name = f"{spec.endpoint_name}-{spec.name}"
+        model = self._resolve_model(spec.model, default_name, staged)
+        environment = self._resolve_environment(spec.environment, default_name)
+        code_digest = None
+        if spec.code_configuration is not None:
+            code_digest = self._artifact(spec.code_configuration.code, staged)
+            if not spec.code_configuration.scoring_script.endswith(".py"):
+                raise SpecError(f"scoring script {spec.code_configuration.scoring_script!r}: a batch scoring script "
+                                "is a Python file with init() and run(mini_batch)",
+                                field="code_configuration.scoring_script")
+        elif model is None or model.framework not in ("onnx", "mlflow"):
+            what = f"model {model.name}:{model.version}" if model else "no model"
+            raise SpecError(f"{what} is not an ONNX or MLflow model, so this batch deployment needs a "
+                            "code_configuration with a scoring_script (init() and run(mini_batch))",
+                            field="code_configuration")
+        if environment is not None and (environment.spec.inference_config or environment.spec.build):
+            raise SpecError(f"environment {environment.name}:{environment.version} brings its own server or "
+                            "Dockerfile; batch jobs here run in a Python environment (conda_file, or an image with "
+                            "a conda_file)", field="environment")
+        stored = msgspec.structs.replace(
+            spec, model=model.ref if model else None, environment=environment.ref if environment else None)
+        if existing is None or existing.spec != stored or existing.code_digest != code_digest:
+            kind = "batch_deployment.created" if existing is None else "batch_deployment.updated"
+            self.registry.add_event(kind, f"{spec.endpoint_name}/{spec.name}", model=stored.model)
+        return self.registry.put_batch_deployment(stored, code_digest)
 
     # -- endpoint settings ---------------------------------------------------------------------
 

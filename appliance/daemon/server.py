@@ -141,6 +141,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
             if removed := remove_orphans(supervisor.engine, str(home.root)):
                 log.info("removed %d container(s) left behind by an earlier daemon on this home", removed)
         await control.restore()
+        await control.jobs.resume()  # jobs a stopped daemon left unfinished run on from their ledgers
         # What exists now (frameworks, models, the registry) lives as long as the daemon: out of the
         # collector's sight, a full collection no longer walks it (measured: 60-90 ms pauses, a few a
         # minute under load, each one a latency spike for every request in flight).
@@ -153,6 +154,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     async def shutdown() -> None:
         log.info("shutting down: stopping instances")
         await reload.close()
+        await control.jobs.shutdown()  # unfinished jobs stay so in the ledger: the next daemon resumes them
         await dataplane.drain(timeout=5)
         await supervisor.stop_all()
         requests.close()  # every request logged so far reaches the database

@@ -8,9 +8,25 @@ from typing import Any
 
 import msgspec
 
-from appliance.registry import DeploymentRecord, EndpointRecord, EnvironmentRecord, Event, ModelRecord
+from appliance.registry import (
+    BatchDeploymentRecord,
+    BatchEndpointRecord,
+    DataRecord,
+    DeploymentRecord,
+    EndpointRecord,
+    EnvironmentRecord,
+    Event,
+    JobRecord,
+    ModelRecord,
+)
 from appliance.runtime import DeploymentRuntime
-from appliance.specs import OnlineDeploymentSpec, OnlineEndpointSpec
+from appliance.specs import (
+    BatchDeploymentSpec,
+    BatchEndpointSpec,
+    BatchSettings,
+    OnlineDeploymentSpec,
+    OnlineEndpointSpec,
+)
 
 
 def _utc(at: datetime) -> datetime:
@@ -74,3 +90,68 @@ def deployment(rec: DeploymentRecord, runtime: DeploymentRuntime | None, traffic
 
 def event(ev: Event) -> Event:
     return msgspec.structs.replace(ev, at=_utc(ev.at))
+
+
+class BatchEndpointView(BatchEndpointSpec, kw_only=True):
+    scoring_uri: str  # POST a job here (Azure's REST invoke), with the endpoint's key or token
+    provisioning_state: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class BatchDeploymentView(BatchDeploymentSpec, kw_only=True):
+    provisioning_state: str
+    default: bool  # the endpoint's default deployment
+    created_at: datetime
+    updated_at: datetime
+
+
+class DataView(DataRecord, kw_only=True):
+    id: str  # azureml:<name>:<version>
+    path: str  # the stored copy jobs read
+
+
+class JobView(msgspec.Struct, kw_only=True):
+    name: str
+    type: str  # Azure's batch jobs are pipeline jobs
+    status: str  # Preparing, Running, Completed, Failed, Canceled
+    endpoint_name: str
+    deployment_name: str
+    input: dict[str, Any]  # {path, type, asset}
+    outputs: dict[str, dict[str, str]]  # {score: {path}}
+    output_file_name: str
+    output_action: str
+    settings: BatchSettings
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: str | None
+    progress: dict[str, Any]
+    log_files: list[str]  # under the job's logs folder: job_progress_overview.txt, job_error.txt, ...
+
+
+def batch_endpoint(rec: BatchEndpointRecord, base_url: str) -> BatchEndpointView:
+    return BatchEndpointView(**msgspec.structs.asdict(rec.spec), scoring_uri=f"{base_url}/endpoints/{rec.name}/jobs",
+                             provisioning_state="Succeeded", created_at=_utc(rec.created_at),
+                             updated_at=_utc(rec.updated_at))
+
+
+def batch_deployment(rec: BatchDeploymentRecord, default: str | None) -> BatchDeploymentView:
+    return BatchDeploymentView(**msgspec.structs.asdict(rec.spec), provisioning_state="Succeeded",
+                               default=rec.spec.name == default, created_at=_utc(rec.created_at),
+                               updated_at=_utc(rec.updated_at))
+
+
+def data(rec: DataRecord, path: str) -> DataView:
+    return DataView(**{**msgspec.structs.asdict(rec), "created_at": _utc(rec.created_at)}, id=rec.ref, path=path)
+
+
+def job(rec: JobRecord, progress: dict[str, Any], log_files: list[str]) -> JobView:
+    settings = rec.spec.settings
+    return JobView(name=rec.name, type="pipeline", status=rec.status, endpoint_name=rec.endpoint_name,
+                   deployment_name=rec.deployment_name, input=rec.input, outputs={"score": {"path": rec.output_dir}},
+                   output_file_name=settings.output_file_name, output_action=settings.output_action,
+                   settings=settings, created_at=_utc(rec.created_at),
+                   started_at=_utc(rec.started_at) if rec.started_at else None,
+                   ended_at=_utc(rec.ended_at) if rec.ended_at else None, error=rec.error, progress=progress,
+                   log_files=log_files)

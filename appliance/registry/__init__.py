@@ -2,6 +2,7 @@
 
 from appliance.registry.artifacts import Artifact, ArtifactStore, digest_of
 from appliance.registry.records import (
+    FINAL_STATES,
     BatchDeploymentRecord,
     BatchEndpointRecord,
     DataRecord,
@@ -16,6 +17,7 @@ from appliance.registry.records import (
 from appliance.registry.store import Registry
 
 __all__ = [
+    "FINAL_STATES",
     "Artifact",
     "ArtifactStore",
     "BatchDeploymentRecord",

@@ -21,15 +21,19 @@ from appliance.runtime.transport import HTTPClient
 TAIL_LINES = 40
 
 
-def worker_command(python: str | None) -> list[str]:
-    """How a worker starts: `python -m appliance.scoring` in an environment's venv, or in the daemon's
-    own interpreter; in the one-file build (PyInstaller: `sys.frozen`, sys.executable is the binary)
-    the binary's hidden `__worker` command (scripts/onefile_entry.py), which reuses its unpacked files."""
+def worker_command(python: str | None, module: str = "appliance.scoring") -> list[str]:
+    """How a worker starts: `python -m appliance.scoring` (or `module`: the batch worker) in an
+    environment's venv, or in the daemon's own interpreter; in the one-file build (PyInstaller:
+    `sys.frozen`, sys.executable is the binary) the binary's hidden `__worker` / `__batch` command
+    (scripts/onefile_entry.py), which reuses its unpacked files."""
     if python:
-        return [python, "-m", "appliance.scoring"]
+        return [python, "-m", module]
     if getattr(sys, "frozen", False):
-        return [sys.executable, "__worker"]
-    return [sys.executable, "-m", "appliance.scoring"]
+        return [sys.executable, "__batch" if module == BATCH_MODULE else "__worker"]
+    return [sys.executable, "-m", module]
+
+
+BATCH_MODULE = "appliance.scoring.batch"
 
 
 class ProcessInstance:

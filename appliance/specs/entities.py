@@ -181,7 +181,7 @@ class BatchDeploymentSpec(Spec):
     compute: str | None = None  # recorded; jobs run on this machine
     resources: BatchResources = msgspec.field(default_factory=BatchResources)
     settings: BatchSettings = msgspec.field(default_factory=BatchSettings)
-    component: Any = None  # type: pipeline (refused, with why)
+    component: Any = None  # a pipeline deployment's (refused, with why)
 
 
 class DataSpec(Spec):

@@ -44,9 +44,11 @@ def _host(scope: Scope) -> str:
 
 
 class Dispatcher:
-    def __init__(self, control_app: Any, dataplane: DataPlane, admin_token: str, bind_host: str, port: int) -> None:
+    def __init__(self, control_app: Any, dataplane: DataPlane, admin_token: str, bind_host: str, port: int,
+                 batch: Any = None) -> None:
         self.control_app = control_app
         self.dataplane = dataplane
+        self.batch = batch  # POST /endpoints/{endpoint}/jobs: Azure's REST invoke of a batch endpoint
         self.admin_token = admin_token.encode()
         self.hosts = {bind_host.lower(), "localhost", "127.0.0.1", "[::1]"}
         self.origins = {f"http://{h}:{port}".encode() for h in self.hosts}
@@ -64,6 +66,8 @@ class Dispatcher:
             return await _refuse(send, 403, f"host {host!r} is not served here; use localhost or 127.0.0.1")
         if path.startswith("/endpoints/"):
             endpoint, _, rest = path[len("/endpoints/"):].partition("/")
+            if rest == "jobs" and scope["method"] == "POST" and self.batch is not None:
+                return await self.batch(scope, receive, send, endpoint)
             return await self.dataplane(scope, receive, send, endpoint, rest)
         origin = _header(scope, b"origin")
         if origin is not None and origin not in self.origins:

@@ -21,6 +21,7 @@ from appliance.daemon.api import (
     Deleted,
     DocumentIn,
     EndpointName,
+    Keys,
     Tail,
     _answers,
     _base_url,
@@ -106,6 +107,14 @@ async def delete_batch_deployment(request: Request[Any, Any, Any], endpoint: End
     await asyncio.to_thread(remove)
     await control.remove_unused_artifacts()
     return Deleted(deleted=name)
+
+
+@post("/batch-endpoints/{name:str}/credentials", status_code=200, responses=_answers(_BAD, _MISSING))
+async def batch_credentials(request: Request[Any, Any, Any], name: EndpointName) -> Keys:
+    """Keys for `POST /endpoints/{name}/jobs` (Azure's REST invoke), whatever the endpoint's auth_mode:
+    Azure's Entra token has no local counterpart."""
+    rec = await asyncio.to_thread(_control(request).registry.get_batch_endpoint, name)
+    return Keys(primaryKey=rec.primary_key, secondaryKey=rec.secondary_key)
 
 
 # -- jobs -------------------------------------------------------------------------------------------
@@ -220,6 +229,6 @@ async def show_data(request: Request[Any, Any, Any], name: AssetName, version: A
     return _data_view(request, rec)
 
 
-HANDLERS = [list_batch_endpoints, show_batch_endpoint, delete_batch_endpoint, list_batch_deployments,
+HANDLERS = [list_batch_endpoints, show_batch_endpoint, delete_batch_endpoint, batch_credentials, list_batch_deployments,
             show_batch_deployment, delete_batch_deployment, invoke_batch, list_jobs, show_job, cancel_job, job_logs,
             create_data, list_data, show_data]

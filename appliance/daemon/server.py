@@ -22,6 +22,7 @@ from appliance import children
 from appliance.builder import images
 from appliance.daemon.api import create_app
 from appliance.daemon.asgi import Dispatcher
+from appliance.daemon.batch_rest import BatchRest
 from appliance.daemon.connections import Limits, connection_cap, protocol_class, raise_fd_limit
 from appliance.daemon.control import Control
 from appliance.daemon.reload import HotReload
@@ -167,8 +168,9 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     app = create_app(control, requests, dataplane, base_url, [startup], [shutdown])
     limits = limits or Limits()
     limits = dataclasses.replace(limits, max_connections=connection_cap(limits.max_connections, raise_fd_limit()))
-    config = uvicorn.Config(Dispatcher(app, dataplane, token, host, port), host=host, port=port,
-                            lifespan="on", http=protocol_class(limits), loop="uvloop", access_log=False,
+    dispatcher = Dispatcher(app, dataplane, token, host, port, BatchRest(control, token))
+    config = uvicorn.Config(dispatcher, host=host, port=port, lifespan="on", http=protocol_class(limits),
+                            loop="uvloop", access_log=False,
                             # uvicorn annotates an int, but only hands it to loop.call_later: a float works
                             timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
                             log_level="warning", timeout_graceful_shutdown=10, server_header=False,

@@ -244,6 +244,69 @@ class Client:
         return self._call("GET", "/events", params={"subject": subject, "limit": limit} if subject
                           else {"limit": limit})
 
+    # -- batch ----------------------------------------------------------------------------------
+
+    def apply_batch(self, documents: list[dict[str, Any]], *, create_only: bool = False, set_default: bool = False,
+                    wait: float = 120.0) -> dict[str, Any]:
+        """`apply`, where `set_default` makes each applied batch deployment its endpoint's default."""
+        return self._call("POST", "/apply", json={"documents": documents, "create_only": create_only,
+                                                  "all_traffic": False, "wait": wait, "set_default": set_default},
+                          timeout=wait + 60 if wait else self.timeout)
+
+    def list_batch_endpoints(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/batch-endpoints")
+
+    def get_batch_endpoint(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/batch-endpoints/{name}")
+
+    def delete_batch_endpoint(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/batch-endpoints/{name}")
+
+    def list_batch_deployments(self, endpoint: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/batch-endpoints/{endpoint}/deployments")
+
+    def get_batch_deployment(self, endpoint: str, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/batch-endpoints/{endpoint}/deployments/{name}")
+
+    def delete_batch_deployment(self, endpoint: str, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/batch-endpoints/{endpoint}/deployments/{name}")
+
+    def invoke_batch_endpoint(self, endpoint: str, input: str, *, input_type: str | None = None,
+                              deployment_name: str | None = None, output_path: str | None = None,
+                              output_file_name: str | None = None, mini_batch_size: int | None = None,
+                              instance_count: int | None = None) -> dict[str, Any]:
+        """Start a scoring job; `input` is an absolute local path or `azureml:NAME@latest` / `azureml:NAME:V`."""
+        return self._call("POST", f"/batch-endpoints/{endpoint}/jobs", json={
+            "input": input, "input_type": input_type, "deployment_name": deployment_name,
+            "output_path": output_path, "output_file_name": output_file_name, "mini_batch_size": mini_batch_size,
+            "instance_count": instance_count})
+
+    def list_jobs(self, endpoint: str | None = None, deployment: str | None = None) -> list[dict[str, Any]]:
+        """Newest first."""
+        return self._call("GET", "/jobs", params={"endpoint": endpoint, "deployment": deployment})
+
+    def get_job(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{name}")
+
+    def cancel_job(self, name: str) -> dict[str, Any]:
+        """The job once it stopped."""
+        return self._call("POST", f"/jobs/{name}/cancel", json={})
+
+    def job_logs(self, name: str, file: str | None = None, lines: int | None = None) -> dict[str, Any]:
+        """One log file's last `lines` ({file, lines}), or without `file` the list of them ({files})."""
+        return self._call("GET", f"/jobs/{name}/logs", params={"file": file, "lines": lines})
+
+    def create_data(self, body: dict[str, Any], source: str = "<command line>",
+                    base: str | None = None) -> dict[str, Any]:
+        return self._call("POST", "/data", json={"body": body, "source": source, "base": base or os.getcwd()})
+
+    def list_data(self, name: str | None = None) -> list[dict[str, Any]]:
+        return self._call("GET", "/data", params={"name": name})
+
+    def get_data(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """One version (default: the latest)."""
+        return self._call("GET", f"/data/{name}", params={"version": version})
+
     # -- data plane -----------------------------------------------------------------------------
 
     def invoke(self, endpoint: str, body: bytes, deployment: str | None = None) -> Response:

@@ -19,10 +19,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "online-deployment": ("online_deployment", "group", "Online deployments (az ml online-deployment)."),
     "model": ("assets", "model", "Registered models (az ml model)."),
     "environment": ("assets", "environment", "Registered environments (az ml environment)."),
-    "batch-endpoint": ("batch", "batch-endpoint", "Batch endpoints: not built yet."),
-    "batch-deployment": ("batch", "batch-deployment", "Batch deployments: not built yet."),
-    "data": ("batch", "data", "Data assets: not built yet."),
-    "job": ("batch", "job", "Jobs: not built yet."),
+    "batch-endpoint": ("batch_endpoint", "group", "Batch endpoints (az ml batch-endpoint)."),
+    "batch-deployment": ("batch_deployment", "group", "Batch deployments (az ml batch-deployment)."),
+    "data": ("data", "group", "Data assets, the inputs of batch jobs (az ml data)."),
+    "job": ("job", "group", "Batch scoring jobs: show, stream, cancel, download (az ml job)."),
     "package": ("commands", "package", "Bake a deployment into a self-contained image."),
     "request-log": ("commands", "request_log", "The request log's state; switch it on or off."),
 }
@@ -41,11 +41,7 @@ class Root(Group):
         if cmd_name not in COMMANDS:
             return None
         module, attribute, _ = COMMANDS[cmd_name]
-        loaded = importlib.import_module(f"appliance.cli.{module}")
-        if module == "batch":
-            command: click.Command = loaded.group(attribute)
-        else:
-            command = getattr(loaded, attribute)
+        command: click.Command = getattr(importlib.import_module(f"appliance.cli.{module}"), attribute)
         command.name = cmd_name
         return command
 

@@ -118,8 +118,8 @@ def test_azure_script_lines(daemon: Daemon, project: Path) -> None:
                      "--query name -o tsv", project)
     assert env.stdout == "my-env\n"
 
-    batch = az(daemon, "az ml batch-endpoint create -n my-batch -f endpoint.yml", project, check=False)
-    assert batch.returncode == 2 and "not built" in batch.stderr
+    missing = az(daemon, "az ml batch-endpoint create -n my-batch -f no-such.yml", project, check=False)
+    assert missing.returncode != 0 and "no-such.yml" in missing.stderr
 
     az(daemon, "az ml online-endpoint create -n tok-endpoint --auth-mode aml_token", project)
     token = az(daemon, "az ml online-endpoint get-credentials -n tok-endpoint -o tsv --query accessToken", project)

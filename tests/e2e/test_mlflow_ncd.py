@@ -172,3 +172,39 @@ def test_mlflow_model_type_without_mlmodel_is_refused(served: tuple[Daemon, floa
     (tmp_path / "d.yaml").write_text(DEPLOYMENT.format(name="broken", model="broken", version=1, path="model"))
     result = daemon.cli("apply", "-f", "d.yaml", cwd=tmp_path, check=False)
     assert result.returncode != 0 and "MLmodel" in result.stderr, result.stderr
+
+
+def test_mlflow_model_scores_a_batch_job_without_code(served: tuple[Daemon, float], project: Path,
+                                                      tmp_path: Path) -> None:
+    """Azure's heart-classifier-mlflow flow (issue 19 point 1 and issue 20, batch): the registered MLflow
+    model in a batch deployment with no code and no environment; each CSV file's rows predicted in the
+    model's own venv; predictions.csv holds one `[file, prediction]` line per row, as Azure documents."""
+    import ast
+
+    daemon, _ = served
+    schema = "https://azuremlschemas.azureedge.net/latest"
+    (tmp_path / "endpoint.yml").write_text(f"$schema: {schema}/batchEndpoint.schema.json\nname: ncd-batch\n"
+                                           "auth_mode: aad_token\n")
+    (tmp_path / "deployment.yml").write_text(
+        f"$schema: {schema}/modelBatchDeployment.schema.json\nendpoint_name: ncd-batch\nname: classifier-mlflow\n"
+        "type: model\nmodel: azureml:sklearn-ncd-model@latest\ncompute: azureml:batch-cluster\nresources:\n"
+        "  instance_count: 2\nsettings:\n  max_concurrency_per_instance: 2\n  mini_batch_size: 2\n"
+        "  output_action: append_row\n  output_file_name: predictions.csv\n  retry_settings:\n    max_retries: 3\n"
+        "    timeout: 300\n  error_threshold: -1\n  logging_level: info\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    frames = {}
+    for i in range(3):
+        frame = pd.DataFrame([[0.01 * (i + r) + 0.001 * c for c in range(10)] for r in range(4)], columns=DIABETES)
+        frame.to_csv(data / f"heart-unlabeled-{i}.csv", index=False)
+        frames[f"heart-unlabeled-{i}.csv"] = frame
+    daemon.cli("apply", "-f", "endpoint.yml", "-f", "deployment.yml", cwd=tmp_path)
+    job = daemon.api("POST", "/batch-endpoints/ncd-batch/jobs", json={"input": str(data)}).json()
+    ended = wait_until(lambda: (j := daemon.api("GET", f"/jobs/{job['name']}").json())["status"] in
+                       ("Completed", "Failed") and j, 300, "the MLflow batch job")
+    assert ended["status"] == "Completed", ended
+    text = (Path(ended["outputs"]["score"]["path"]) / "predictions.csv").read_text()
+    rows = [ast.literal_eval(line) for line in text.splitlines()]  # Azure's own way to read it back
+    assert len(rows) == 12
+    for name, frame in frames.items():
+        assert [p for f, p in rows if f == name] == pytest.approx(local(project, "sklearn-diabetes", frame))

@@ -259,3 +259,54 @@ def test_cancel_stops_the_workers_within_2_seconds(batch_daemon: Daemon, tmp_pat
     assert time.monotonic() - started < 2.5
     assert answer.json()["status"] == "Canceled"
     assert batch_daemon.api("GET", f"/jobs/{job}").json()["status"] == "Canceled"
+
+
+def test_no_code_onnx_batch_on_csv_and_parquet(batch_daemon: Daemon, tmp_path: Path, iris_onnx: Path) -> None:
+    """An ONNX model and no scoring script: tabular files scored in large batches, predictions beside the
+    key columns (a string column is one; `row` is named in settings.key_columns), Parquet or Azure's CSV."""
+    import numpy as np
+    import onnxruntime as ort
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(7)
+    features = rng.uniform(0.1, 7.9, size=(1000, 4)).astype(np.float32)
+    label, probabilities = ort.InferenceSession(str(iris_onnx)).run(None, {"features": features})
+    table = pa.table({"id": [f"r{i}" for i in range(1000)], "row": np.arange(1000),
+                      **{f"f{j}": features[:, j] for j in range(4)}})
+    (tmp_path / "parquet").mkdir()
+    (tmp_path / "csv").mkdir()
+    for k in range(4):  # 4 files of 250 rows
+        part = table.slice(250 * k, 250)
+        pq.write_table(part, tmp_path / "parquet" / f"part-{k}.parquet")
+        part.to_pandas().to_csv(tmp_path / "csv" / f"part-{k}.csv", index=False)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.onnx").write_bytes(iris_onnx.read_bytes())
+    (tmp_path / "endpoint.yml").write_text(f"$schema: {SCHEMA}/batchEndpoint.schema.json\nname: onnx-batch\n")
+    for name, output in (("to-parquet", "predictions.parquet"), ("to-csv", "predictions.csv")):
+        (tmp_path / f"{name}.yml").write_text(
+            f"$schema: {SCHEMA}/modelBatchDeployment.schema.json\nname: {name}\nendpoint_name: onnx-batch\n"
+            "type: model\nmodel:\n  name: iris-batch\n  path: model\nsettings:\n  mini_batch_size: 1\n"
+            f"  max_concurrency_per_instance: 2\n  output_file_name: {output}\n  key_columns: [row]\n")
+    docs = [{"body": __import__("yaml").safe_load((tmp_path / f).read_text()), "source": str(tmp_path / f)}
+            for f in ("endpoint.yml", "to-parquet.yml", "to-csv.yml")]
+    assert batch_daemon.api("POST", "/apply", json={"documents": docs}).status_code == 200
+
+    job = finished(batch_daemon, invoke(batch_daemon, "onnx-batch", tmp_path / "parquet",
+                                        deployment_name="to-parquet")["name"])
+    assert job["status"] == "Completed", job
+    out = pq.read_table(Path(job["outputs"]["score"]["path"]) / "predictions.parquet")
+    assert out.column_names == ["file", "id", "row", "label", "probabilities_0", "probabilities_1", "probabilities_2"]
+    assert out.column("id").to_pylist() == [f"r{i}" for i in range(1000)]
+    assert out.column("label").to_pylist() == label.tolist()
+    assert np.allclose(out.column("probabilities_2").to_numpy(), probabilities[:, 2], atol=1e-6)
+    assert out.column("file").to_pylist()[::250] == [f"part-{k}.parquet" for k in range(4)]
+
+    job = finished(batch_daemon, invoke(batch_daemon, "onnx-batch", tmp_path / "csv",
+                                        deployment_name="to-csv")["name"])
+    assert job["status"] == "Completed", job
+    lines = (Path(job["outputs"]["score"]["path"]) / "predictions.csv").read_text().splitlines()
+    assert len(lines) == 1000
+    first = lines[0].split(" ")  # Azure's append_row: space-separated, no header, as pandas writes it
+    assert first[:4] == ["part-0.csv", "r0", "0", str(label[0])] and len(first) == 7
+    assert float(first[6]) == pytest.approx(float(probabilities[0, 2]), abs=1e-6)

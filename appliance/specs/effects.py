@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from appliance.specs.entities import EnvironmentSpec, OnlineDeploymentSpec, OnlineEndpointSpec
+from appliance.specs.entities import (
+    BatchDeploymentSpec,
+    BatchEndpointSpec,
+    EnvironmentSpec,
+    OnlineDeploymentSpec,
+    OnlineEndpointSpec,
+)
 
 GPU_SKUS = ("_NC", "_ND", "_NV")  # Azure's GPU VM families (Standard_NC6s_v3, STANDARD_NC4AS_T4_V3, ...)
 
@@ -37,6 +43,13 @@ RULES: dict[type, tuple[_Rule, ...]] = {
     EnvironmentSpec: (
         ("os_type", "not emulated", lambda v: v == "windows"),
     ),
+    BatchDeploymentSpec: (
+        ("compute", "recorded", _SET),  # a cluster: jobs run on this machine, instance_count × concurrency workers
+        ("resources.instance_type", "recorded", _SET),
+    ),
+    BatchEndpointSpec: (
+        ("auth_mode", "not emulated", lambda v: v == "aad_token"),  # Entra tokens: the endpoint's keys stand in
+    ),
 }
 
 
@@ -57,7 +70,10 @@ def unused(spec: Any) -> tuple[list[str], list[str]]:
     recorded: list[str] = []
     ignored: list[str] = []
     for name, what, matters in RULES.get(type(spec), ()):
-        if matters(getattr(spec, name)):
+        value = spec
+        for part in name.split("."):
+            value = getattr(value, part)
+        if matters(value):
             (recorded if what == "recorded" else ignored).append(name)
     return recorded, ignored
 
@@ -73,8 +89,12 @@ def gpu_note(spec: OnlineDeploymentSpec, gpus: int) -> str:
 def _subject(spec: Any) -> str:
     if isinstance(spec, OnlineDeploymentSpec):
         return f"deployment {spec.endpoint_name}/{spec.name}"
+    if isinstance(spec, BatchDeploymentSpec):
+        return f"batch deployment {spec.endpoint_name}/{spec.name}"
     if isinstance(spec, OnlineEndpointSpec):
         return f"endpoint {spec.name}"
+    if isinstance(spec, BatchEndpointSpec):
+        return f"batch endpoint {spec.name}"
     return f"environment {spec.name}" if spec.name else "environment"
 
 

@@ -128,3 +128,14 @@ def test_mini_batches_split_by_file_count(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no file"):
         (tmp_path / "empty").mkdir()
         plan.input_files(tmp_path / "empty", "uri_folder")
+
+
+def test_cloud_fields_of_batch_documents_are_said_to_be_recorded(tmp_path: Path) -> None:
+    from appliance.specs import effects
+
+    docs = load_file(write(tmp_path, f"$schema: {SCHEMA}/modelBatchDeployment.schema.json\nendpoint_name: ep1\n"
+                                     "name: dep\nmodel: azureml:m:1\ncompute: azureml:batch-cluster\n"))
+    docs += load_file(write(tmp_path, f"$schema: {SCHEMA}/batchEndpoint.schema.json\nname: ep1\n"))
+    lines = effects.warnings(docs, lambda: 0)
+    assert any("batch deployment ep1/dep: recorded for export: compute" in line for line in lines), lines
+    assert any("batch endpoint ep1: not emulated: auth_mode" in line for line in lines), lines

@@ -310,3 +310,39 @@ def test_no_code_onnx_batch_on_csv_and_parquet(batch_daemon: Daemon, tmp_path: P
     first = lines[0].split(" ")  # Azure's append_row: space-separated, no header, as pandas writes it
     assert first[:4] == ["part-0.csv", "r0", "0", str(label[0])] and len(first) == 7
     assert float(first[6]) == pytest.approx(float(probabilities[0, 2]), abs=1e-6)
+
+
+ENV_SCORE = """\
+import os, sys
+import numpy
+
+def init():
+    try:
+        import pandas  # the daemon has it; this environment does not
+    except ModuleNotFoundError:
+        print("no pandas here")
+
+def run(mini_batch):
+    return [f"{os.path.basename(p)} {numpy.__name__} {sys.prefix}" for p in mini_batch]
+"""
+
+
+def test_a_batch_deployment_runs_in_its_own_environment(batch_daemon: Daemon, tmp_path: Path) -> None:
+    """A conda file makes the job's venv, as for an online deployment: its packages and nothing of the
+    daemon's (the script finds numpy, not pandas); the build's output is a log of the job."""
+    project = write_project(tmp_path / "p", "env-batch", ENV_SCORE, "  mini_batch_size: 2\n")
+    (project / "conda.yml").write_text("name: np\ndependencies:\n  - python=3.11\n  - pip\n  - numpy\n")
+    text = (project / "deployment.yml").read_text()
+    (project / "deployment.yml").write_text(text + "environment:\n  name: batch-np\n"
+                                            "  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest\n"
+                                            "  conda_file: conda.yml\n")
+    apply(batch_daemon, project)
+    job = finished(batch_daemon, invoke(batch_daemon, "env-batch", csv_folder(tmp_path / "data", ["a.csv", "b.csv"]))
+                   ["name"], timeout=300)
+    assert job["status"] == "Completed", job
+    lines = (Path(job["outputs"]["score"]["path"]) / "predictions.csv").read_text().splitlines()
+    assert [line.split()[:2] for line in lines] == [["a.csv", "numpy"], ["b.csv", "numpy"]]
+    assert all(str(batch_daemon.home / "envs") in line for line in lines)  # sys.prefix: the job's venv
+    logs = batch_daemon.home / "jobs" / job["name"] / "logs"
+    assert "no pandas here" in (logs / "user" / "stdout" / "worker-0.txt").read_text()
+    assert "environment.txt" in job["log_files"]

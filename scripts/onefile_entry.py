@@ -1,7 +1,8 @@
 """Entry point of the one-file build (`scripts/build-onefile.sh`): the `appliance` command, and the
-hidden `appliance __worker ...` and `__batch ...`, which run the scoring worker and the batch worker (`python -m appliance.scoring` in a
-normal install): in a frozen binary `sys.executable` is the binary itself, so that is how the daemon
-starts a `process` worker (see appliance.runtime.process.worker_command)."""
+hidden `appliance __worker ...` and `__batch ...`, which run the scoring worker and the batch worker
+(`python -m appliance.scoring` and `python -m appliance.scoring.batch` in a normal install): in a
+frozen binary `sys.executable` is the binary itself, so that is how the daemon starts a `process`
+worker and a batch job's workers (see appliance.runtime.process.worker_command)."""
 
 import sys
 

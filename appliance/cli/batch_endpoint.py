@@ -200,7 +200,8 @@ def invoke(ctx: click.Context, positional: tuple[str, ...], name: str | None, in
             output_file_name=settings.get("output_file_name"),
             mini_batch_size=mini_batch_size or settings.get("mini_batch_size"),
             instance_count=instance_count or settings.get("instance_count"))
-        emit(job, fmt, None, query)
+        if not stream or query:  # streamed: the bar says it all, unless a value was asked for
+            emit(job, fmt, None, query)
         if stream:
             from appliance.cli.job import finish, follow
 

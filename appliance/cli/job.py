@@ -31,7 +31,7 @@ def _done(job: dict[str, Any], what: str) -> str:
     p = _progress(job)
     if what == "items":
         return f"{p.get('items_succeeded', 0) + p.get('items_failed', 0)}/{p.get('items', 0)}"
-    return f"{p.get('mini_batches_done', 0)}/{p.get('mini_batches', 0)}"
+    return f"{p.get('mini_batches_done', 0) + p.get('mini_batches_failed', 0)}/{p.get('mini_batches', 0)}"
 
 
 JOB_COLUMNS: list[Column] = [
@@ -165,16 +165,26 @@ def _follow_lines(c: Client, name: str) -> dict[str, Any]:
 
 
 def _follow_bar(c: Client, name: str) -> dict[str, Any]:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """Two lines that fit 80 columns: the state, a bar of mini-batches and the time; then items, failures,
+    retries, rate and ETA."""
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
 
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
-                  TextColumn("{task.fields[detail]}", markup=False), TimeElapsedColumn()) as bar:
-        task = bar.add_task(name, total=None, detail="")
+    output.note(f"following job {name} (ctrl-c stops following; the job goes on)")
+    bar = Progress(TextColumn("{task.description:<10}", markup=False), BarColumn(bar_width=30),
+                   MofNCompleteColumn(), TextColumn("mini-batches"), TimeElapsedColumn())
+    task = bar.add_task("Preparing", total=None)
+    detail = Text()
+    with Live(Group(bar, detail), refresh_per_second=4, transient=False):
         while True:
             job = c.get_job(name)
             p = _progress(job)
-            bar.update(task, description=f"{name} {job['status']}", total=p.get("mini_batches") or None,
-                       completed=p.get("mini_batches_done", 0), detail=f"{summary(job)}, {_rate(job)}")
+            bar.update(task, description=job["status"], total=p.get("mini_batches") or None,
+                       completed=p.get("mini_batches_done", 0) + p.get("mini_batches_failed", 0))
+            detail.plain = (f"{_done(job, 'items')} items · {p.get('items_failed', 0)} failed · "
+                            f"{p.get('retries', 0)} retries · {_rate(job)}")
             if job["status"] in TERMINAL:
                 return job
             time.sleep(POLL)
@@ -185,4 +195,4 @@ def _rate(job: dict[str, Any]) -> str:
     p = job.get("progress") or {}
     speed = output.number(float(p["items_per_second"])) if p.get("items_per_second") else "-"
     eta = f"{p['eta_seconds']:.0f}s" if p.get("eta_seconds") else "-"
-    return f"{speed} items/s, ETA {eta}"
+    return f"{speed} items/s · ETA {eta}"

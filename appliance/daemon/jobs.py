@@ -216,7 +216,12 @@ class Jobs:
         runner = self.runners.get(job.name)
         if runner is not None and runner.batches:
             return runner.progress()
-        return Progress.of(self.registry.mini_batches(job.name))
+        progress = Progress.of(self.registry.mini_batches(job.name))
+        if job.final and job.started_at and job.ended_at:  # the whole run's average (a resumed one: since then)
+            seconds = (job.ended_at - job.started_at).total_seconds()
+            done = progress.items_succeeded + progress.items_failed
+            progress.items_per_second = round(done / seconds, 2) if seconds > 0 and done else None
+        return progress
 
     def log_files(self, name: str) -> list[str]:
         folder = self.folder(name) / "logs"

@@ -240,6 +240,15 @@ class Client:
     def delete_deployment(self, endpoint: str, name: str) -> dict[str, Any]:
         return self._call("DELETE", f"/endpoints/{endpoint}/deployments/{name}")
 
+    def status(self) -> dict[str, Any]:
+        return self._call("GET", "/status")
+
+    def live_requests(self, after: int | None = None, endpoint: str | None = None, wait: float = 1.0,
+                      limit: int = 5000) -> dict[str, Any]:
+        """The requests recorded since `after` (the previous answer's `next`; None: from now)."""
+        params = {"after": after, "endpoint": endpoint, "wait": wait, "limit": limit}
+        return self._call("GET", "/requests/live", params=params, timeout=wait + 30)
+
     def events(self, subject: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         return self._call("GET", "/events", params={"subject": subject, "limit": limit} if subject
                           else {"limit": limit})

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from appliance.registry.requestlog import RequestLogStore
 from appliance.telemetry.events import RequestEvent, rows
+from appliance.telemetry.live import LiveTap
 
 log = logging.getLogger("appliance.telemetry")
 
@@ -61,6 +62,7 @@ class RequestLog:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._closed = False
+        self.tap: LiveTap | None = None  # live views' ring, once one asks (`watch`)
 
     @property
     def pending(self) -> int:
@@ -71,8 +73,16 @@ class RequestLog:
             self._thread = threading.Thread(target=self._run, name="appliance-request-log", daemon=True)
             self._thread.start()
 
+    def watch(self) -> LiveTap:
+        """The live tap (made on first use): from then on every event recorded is also kept in its ring."""
+        if self.tap is None:
+            self.tap = LiveTap()
+        return self.tap
+
     def record(self, event: RequestEvent) -> None:
         """O(1) and non-blocking: safe on the event loop."""
+        if self.tap is not None:
+            self.tap.append(event)
         if self._closed:
             self.dropped += 1
             return

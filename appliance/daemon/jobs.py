@@ -217,7 +217,7 @@ class Jobs:
         if runner is not None and runner.batches:
             return runner.progress()
         progress = Progress.of(self.registry.mini_batches(job.name))
-        if job.final and job.started_at and job.ended_at:  # the run's average (a resumed one's counts the time it was down)
+        if job.final and job.started_at and job.ended_at:  # the run's average (a resumed one's counts its downtime)
             seconds = (job.ended_at - job.started_at).total_seconds()
             done = progress.items_succeeded + progress.items_failed
             progress.items_per_second = round(done / seconds, 2) if seconds > 0 and done else None

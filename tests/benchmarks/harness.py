@@ -11,6 +11,9 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
   c         the appliance with the same score.py (its own endpoint, key auth, request log on)
   d         one appliance worker addressed directly over TCP, no router
   e         a minimal raw ASGI app (uvicorn + httptools) calling onnxruntime: the practical floor
+  batch     batch jobs (batch_bench.py): no-code ONNX over 1,000,000 Parquet rows against a plain
+            onnxruntime loop (≥ 0.90×), and a score.py's cost per mini-batch (≤ 5 ms); `--only batch`
+            runs these alone
 Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
 share of its own c16 throughput (openloop.py: latency from the scheduled send time); every server after
 (a) gets a second open-loop run at (a)'s rate, the same offered load for the tails. The request-log
@@ -53,6 +56,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import batch_bench
 import httpx
 import psutil
 import report
@@ -112,6 +116,7 @@ class Bench:
         self.wrk = ""
         self.profiles: dict[str, Any] = {}
         self.daemon_apply: Daemon | None = None
+        self.batch: dict[str, Any] | None = None  # batch_bench.measure's
 
     def log(self, message: str) -> None:
         self.console.print(f"[dim]{time.strftime('%H:%M:%S')} {message}[/dim]", highlight=False)
@@ -173,6 +178,9 @@ class Bench:
         if self.args.startup_only:
             with contextlib.ExitStack() as stack:
                 return self.document(None, None, self.startup(stack))
+        if self.args.only == ["batch"]:  # the batch targets alone: no load generator, no apply timings
+            self.batch = batch_bench.measure(self.work, self.log, self.args.appliance, self.args.batch_runs)
+            return self.document(None, None, None)
         self.wrk = ensure_wrk(self.log)
         azml = ensure_azmlinfsrv(self.log) if self.wanted("a") else None
         project = prepare_project(self.work / "project", self.args.request_settings)
@@ -195,6 +203,8 @@ class Bench:
                         stack.callback(proc.stop)
                         self.measure(key, target)
                         proc.stop()
+            if self.wanted("batch"):
+                self.batch = batch_bench.measure(self.work, self.log, self.args.appliance, self.args.batch_runs)
             apply = self.apply_time(project, stack) if not self.args.skip_apply else None
             reload = self.hot_reload(project, stack) if not self.args.skip_apply else None
             startup = self.startup(stack) if not self.args.skip_startup else None
@@ -431,7 +441,8 @@ class Bench:
             "profiles": self.profiles or None,
             "alternated": self.ab or None,
             "alternated_cpu_us_per_request": self.ab_cpu or None,
-            "targets": report.targets(scenarios, apply, reload, self.ab, self.ab_cpu, startup),
+            "batch": self.batch,
+            "targets": report.targets(scenarios, apply, reload, self.ab, self.ab_cpu, startup, self.batch),
         }
 
 
@@ -570,7 +581,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="cap on the open-loop rate: past it the Python generator itself adds latency")
     parser.add_argument("--pin", choices=["split", "client", "none"], default="split",
                         help="split: client on CPU 0, servers on CPU 1; client: only the client pinned")
-    parser.add_argument("--only", nargs="+", choices=ORDER, help="run only these scenarios")
+    parser.add_argument("--only", nargs="+", choices=[*ORDER, "batch"],
+                        help="run only these scenarios (batch: the batch jobs' targets, batch_bench.py)")
+    parser.add_argument("--batch-runs", type=int, default=3,
+                        help="batch: alternated runs of each arm (and of the score.py job); medians")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat every scenario this many times; the table shows medians (noisy machines)")
     parser.add_argument("--ab-pairs", type=int, default=15, choices=range(1, 41), metavar="1..40",

@@ -8,6 +8,7 @@ import math
 import statistics
 from typing import Any
 
+import batch_bench
 from rich.console import Console
 from rich.table import Table
 
@@ -108,7 +109,7 @@ def _target(name: str, wanted: str, measured: str, ok: bool | None, note: str = 
 def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
             reload: dict[str, Any] | None, alternated: dict[str, dict[str, list[float]]] | None = None,
             alternated_cpu: dict[str, dict[str, list[float]]] | None = None,
-            startup: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+            startup: dict[str, Any] | None = None, batch: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     a, b = scenarios.get("a"), scenarios.get("b")
     rps = {k: _get(v, "wrk_c16", "requests_per_s") for k, v in scenarios.items()}
@@ -204,6 +205,7 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
                 out.append(_target("hot reload → new code answering", "≤ 1 s", reload.get("error", "no answer"),
                                    False))
     out += startup_targets(startup)
+    out += batch_bench.targets(batch)  # (A) and (B) of the batch scenario
     return out
 
 
@@ -256,7 +258,7 @@ def pooled(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         doc[key] = merged
     doc["pooled_from"] = len(docs)
     doc["targets"] = targets(doc["scenarios"], doc.get("apply"), doc.get("hot_reload"), doc["alternated"],
-                             doc["alternated_cpu_us_per_request"], doc.get("startup"))
+                             doc["alternated_cpu_us_per_request"], doc.get("startup"), doc.get("batch"))
     return doc
 
 

@@ -33,6 +33,7 @@ from appliance.runtime.process import BATCH_MODULE, worker_command
 
 log = logging.getLogger("appliance.batch")
 
+FINAL = ("done", "failed")  # a mini-batch's states once it is over
 FLUSH_SECONDS = 0.25  # ledger writes are grouped: a statement per mini-batch would cost more than its run
 OVERVIEW_SECONDS = 5.0
 STOP_GRACE = 1.0  # a canceled job's workers get this long after SIGTERM, then SIGKILL
@@ -179,6 +180,7 @@ class JobRunner:
     _workers: list[Worker] = field(default_factory=list)
     _queue: asyncio.Queue[MiniBatch | None] = field(default_factory=asyncio.Queue)
     _started: float = 0.0
+    _left: int = 0  # mini-batches not yet done or failed: the job ends at 0
     _items_done_here: int = 0
     _error: str | None = None
 
@@ -196,6 +198,7 @@ class JobRunner:
     async def run(self) -> str:
         """To the end: the job's final state (Completed, Failed, Canceled)."""
         self.batches = await asyncio.to_thread(self.registry.mini_batches, self.job.name)
+        self._left = sum(b.status not in FINAL for b in self.batches)
         for b in self.batches:
             if b.status == "running":  # in flight when a daemon was killed: runs again
                 self._mark(b, "pending")
@@ -264,7 +267,7 @@ class JobRunner:
                     last = (error.strip().splitlines() or [error])[-1]
                     self._stop("Failed", f"{failed_items} failed item(s) exceed error_threshold "
                                          f"{self.settings.error_threshold}; last error: {last}")
-            if all(b.status in ("done", "failed") for b in self.batches):
+            if self._left == 0:
                 self._release()
                 break
 
@@ -302,6 +305,7 @@ class JobRunner:
         return answer
 
     def _mark(self, batch: MiniBatch, status: str, **changes: Any) -> None:
+        self._left -= status in FINAL and batch.status not in FINAL
         batch.status = status
         for name, value in changes.items():
             setattr(batch, name, value)
@@ -370,24 +374,23 @@ class JobRunner:
         renamed: a reader never sees half a file)."""
         target = Path(self.job.output_dir) / self.settings.output_file_name
         parts = [p for b in self.batches if b.status == "done"
-                 for p in (self.job_dir / "parts" / f"{b.idx:06d}.txt", self.job_dir / "parts" / f"{b.idx:06d}.parquet")
+                 for p in (self.job_dir / "parts" / f"{b.idx:06d}.txt", self.job_dir / "parts" / f"{b.idx:06d}.arrow")
                  if p.exists()]
         staging = target.with_name(f".{target.name}.partial")
-        if target.suffix == ".parquet" and any(p.suffix == ".parquet" for p in parts):
+        if any(p.suffix == ".arrow" for p in parts):  # the no-code ONNX driver's Parquet output
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             writer = None
             try:
                 for part in parts:
-                    with pq.ParquetFile(part) as file:  # pq.read_table would import pyarrow.dataset (0.18 s)
-                        table = file.read()
-                    writer = writer or pq.ParquetWriter(staging, table.schema)
-                    writer.write_table(table)
+                    with pa.memory_map(str(part)) as source:
+                        table = pa.ipc.open_file(source).read_all()
+                        writer = writer or pq.ParquetWriter(staging, table.schema)
+                        writer.write_table(table)
             finally:
                 if writer is not None:
                     writer.close()
-            if writer is None:
-                staging.touch()
         else:
             with staging.open("wb") as out:
                 for part in parts:

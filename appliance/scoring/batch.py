@@ -11,8 +11,8 @@ The daemon's requests come on stdin, a JSON object a line: `{"idx", "files", "pa
 Replies go to the reply descriptor, never to stdout or stderr, which are the script's: first
 `{"ready": true, "driver", "init_ms"}` (or `{"ready": false, "error"}`, and exit 1), then per request
 `{"idx", "ok": true, "items", "rows", "part", "ms"}` or `{"idx", "ok": false, "error"}`. With append_row
-a request's output is `<part>.txt` (or `.parquet`), written under a temporary name and renamed: a part
-that exists is complete.
+a request's output is `<part>.txt` (or `.arrow`, which the daemon merges into one Parquet file), written
+under a temporary name and renamed: a part that exists is complete.
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ class OnnxDriver:
         from appliance.scoring import tabular
 
         self.model = tabular.TabularModel.from_environment(model_dir)
-        self.suffix = ".parquet" if parquet else ".txt"
-        self._write = tabular.write_parquet if parquet else tabular.write_text
+        self.suffix = ".arrow" if parquet else ".txt"
+        self._write = tabular.write_arrow if parquet else tabular.write_text
 
     def score(self, files: list[str]) -> Scored:
         tables = [self.model.predict(path) for path in files]

@@ -166,9 +166,14 @@ def _unzip(maps: list[dict[Any, float]]) -> np.ndarray:
     return flat.reshape(len(maps), width)
 
 
-def write_parquet(tables: list[pa.Table], sink: IO[bytes]) -> None:
-    """One Parquet file; files whose columns differ share a schema (missing columns are null)."""
-    pq.write_table(pa.concat_tables(tables, promote_options="permissive"), sink)
+def write_arrow(tables: list[pa.Table], sink: IO[bytes]) -> None:
+    """A part of a Parquet output: Arrow IPC, uncompressed, for the daemon to merge into the one Parquet
+    file (measured on 125,000-row parts: Parquet parts cost about 0.1 s each to write and as much again to
+    decode at the merge; these, a few milliseconds, read back without a copy). Files whose columns differ
+    share a schema (missing columns are null)."""
+    table = pa.concat_tables(tables, promote_options="permissive")
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
 
 
 def write_text(tables: list[pa.Table], sink: IO[bytes]) -> None:

@@ -346,3 +346,34 @@ def test_a_batch_deployment_runs_in_its_own_environment(batch_daemon: Daemon, tm
     logs = batch_daemon.home / "jobs" / job["name"] / "logs"
     assert "no pandas here" in (logs / "user" / "stdout" / "worker-0.txt").read_text()
     assert "environment.txt" in job["log_files"]
+
+
+CUSTOM_OUTPUTS = """\
+import os
+from pathlib import Path
+
+def init():
+    global output_path
+    output_path = os.environ["AZUREML_BI_OUTPUT_PATH"]
+
+def run(mini_batch):
+    for path in mini_batch:
+        rows = Path(path).read_text().splitlines()[1:]
+        Path(output_path, Path(path).stem + ".out").write_text(f"{len(rows)} rows\\n")
+    return mini_batch
+"""
+
+
+def test_summary_only_with_custom_outputs(batch_daemon: Daemon, tmp_path: Path) -> None:
+    """Azure's custom-outputs example: the script writes its own files to AZUREML_BI_OUTPUT_PATH and
+    `summary_only` writes no predictions file; `--output-path` puts the outputs where the caller says."""
+    apply(batch_daemon, write_project(tmp_path / "p", "custom-out", CUSTOM_OUTPUTS,
+                                      "  mini_batch_size: 2\n  output_action: summary_only\n"))
+    out = tmp_path / "my-outputs"
+    job = finished(batch_daemon, invoke(batch_daemon, "custom-out", csv_folder(tmp_path / "data", ["a.csv", "b.csv",
+                                                                                                  "c.csv"]),
+                                        output_path=str(out))["name"])
+    assert job["status"] == "Completed" and job["outputs"]["score"]["path"] == str(out)
+    assert sorted(p.name for p in out.iterdir()) == ["a.out", "b.out", "c.out"]  # and no predictions.csv
+    assert (out / "b.out").read_text() == "3 rows\n"
+    assert job["progress"]["items_succeeded"] == 3

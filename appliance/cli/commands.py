@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -52,14 +53,82 @@ def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless:
 
     retention = None if request_log_retention == "forever" else duration(request_log_retention,
                                                                           "--request-log-retention")
-    if not headless and sys.stdout.isatty():
-        output.note("the terminal UI is not part of this build yet; serving headless (Ctrl-C stops)")
     limits = Limits(header_timeout=header_timeout, body_timeout=body_timeout, keepalive_timeout=keepalive_timeout,
                     max_connections=max_connections)
     home = home_dir or ctx.find_root().meta.get("appliance.home") or (ctx.find_root().obj or {}).get("home")
-    sys.exit(serve(resolve(home), host, port, int(max_request_mb * 1024 * 1024),
-                   request_log, retention, watch, runtime, base_image, limits=limits, max_instances=max_instances,
-                   request_log_max_bytes=int(request_log_max_mb * 1024 * 1024)))
+    args = (resolve(home), host, port, int(max_request_mb * 1024 * 1024), request_log, retention, watch, runtime,
+            base_image, limits, max_instances, int(request_log_max_mb * 1024 * 1024))
+    if headless or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        sys.exit(serve(*args))
+    sys.exit(_serve_with_tui(args))
+
+
+def _serve_with_tui(args: tuple[Any, ...]) -> int:
+    """The daemon's server in a background thread (its own event loop; uvicorn installs no signal
+    handlers off the main thread), the terminal UI in the main thread. Quitting the UI asks whether to
+    stop the daemon; if not, it keeps serving headless in the foreground until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    from appliance.client import Client
+    from appliance.daemon.server import prepare
+
+    prepared = prepare(*args, log_to_stderr=False)
+    if isinstance(prepared, int):
+        return prepared
+    status: list[int] = []
+    thread = threading.Thread(target=lambda: status.append(prepared.run()), name="appliance-daemon", daemon=True)
+    thread.start()
+    while not prepared.server.started and thread.is_alive():
+        thread.join(0.05)
+    if not thread.is_alive():
+        output.note(f"the daemon did not start (see {args[0]}/logs/daemon.log)")
+        return status[0] if status else 1
+    ApplianceApp = _tui_app()
+    url = prepared.url.replace("localhost", "127.0.0.1")
+    app = ApplianceApp(Client(url=url, home=args[0], timeout=30.0), embedded=True)
+
+    def terminate(*_: Any) -> None:  # SIGTERM while the UI runs: stop both, cleanly
+        prepared.stop()
+        app.call_later(app.exit, "stop")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        answer = app.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if answer == "keep" and thread.is_alive():
+        output.note(f"the terminal UI closed; the daemon keeps serving headless at {prepared.url} (Ctrl-C stops it)")
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: prepared.stop())
+    else:
+        prepared.stop()
+    while thread.is_alive():
+        thread.join(0.2)
+    return status[0] if status else 1
+
+
+def _tui_app() -> Any:
+    """The TUI's app class, loaded by name: the CLI is where the UI starts, yet `appliance` itself never
+    imports `tui` (the import-linter contract), so the daemon and the CLI's other commands run without it."""
+    import importlib
+
+    return importlib.import_module("tui.app").ApplianceApp
+
+
+@click.command(cls=Command)
+@click.option("--url", "url", help="Daemon URL (default $APPLIANCE_URL, or the one serving --home).")
+@click.option("--home", "home_dir", help="State folder (default $APPLIANCE_HOME or ~/.appliance).")
+@click.pass_context
+def tui(ctx: click.Context, url: str | None, home_dir: str | None) -> None:
+    """The terminal UI, attached to a running daemon (`appliance up` starts one with it)."""
+    from appliance.client import Client
+
+    ApplianceApp = _tui_app()
+    root = ctx.find_root()
+    url = url or root.meta.get("appliance.url") or (root.obj or {}).get("url")
+    home = home_dir or root.meta.get("appliance.home") or (root.obj or {}).get("home")
+    ApplianceApp(Client(url=url, home=home, timeout=30.0)).run()
 
 
 @click.command(cls=Command)

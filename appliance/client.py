@@ -176,6 +176,16 @@ class Client:
     def package(self, endpoint: str, deployment: str, push: str | None = None) -> Iterator[dict[str, Any]]:
         return self._stream(f"/endpoints/{endpoint}/deployments/{deployment}/package", {"push": push} if push else {})
 
+    def export(self, endpoints: list[str], *, format: str = "kubernetes", target: str = "gateway",
+               registry: str | None = None, namespace: str = "appliance", push: bool = False
+               ) -> Iterator[dict[str, Any]]:
+        """`appliance export`: image builds' output lines, then {files, copies, warnings}."""
+        body: dict[str, Any] = {"endpoints": endpoints, "format": format, "target": target, "namespace": namespace,
+                                "push": push}
+        if registry:
+            body["registry"] = registry
+        return self._stream("/export", {}, json=body)
+
     def list_endpoints(self) -> list[dict[str, Any]]:
         return self._call("GET", "/endpoints")
 

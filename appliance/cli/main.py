@@ -14,6 +14,7 @@ from appliance.cli.common import Group, _remember
 # name → (module, attribute, help); aliases are the short names of earlier versions
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "up": ("commands", "up", "Start the daemon: control API and data plane in one process."),
+    "tui": ("commands", "tui", "The terminal UI, attached to a running daemon (--url URL, --home DIR)."),
     "apply": ("commands", "apply", "Create or update everything in YAML files, in dependency order."),
     "online-endpoint": ("online_endpoint", "group", "Online endpoints (az ml online-endpoint)."),
     "online-deployment": ("online_deployment", "group", "Online deployments (az ml online-deployment)."),
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("data", "group", "Data assets, the inputs of batch jobs (az ml data)."),
     "job": ("job", "group", "Batch scoring jobs: show, stream, cancel, download (az ml job)."),
     "package": ("commands", "package", "Bake a deployment into a self-contained image."),
+    "export": ("export", "export", "Export endpoints as Kubernetes manifests or Azure ML YAML."),
     "request-log": ("commands", "request_log", "The request log's state; switch it on or off."),
 }
 ALIASES = {"endpoint": "online-endpoint", "deployment": "online-deployment", "env": "environment"}

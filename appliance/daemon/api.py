@@ -763,9 +763,9 @@ def create_app(control: Control, request_log: RequestLog, dataplane: DataPlane, 
                on_startup: list[Any], on_shutdown: list[Any]) -> Litestar:
     from litestar import Router
 
-    from appliance.daemon import batch_api, live_api
+    from appliance.daemon import batch_api, export_api, live_api
 
-    handlers = [*batch_api.HANDLERS, *live_api.HANDLERS,
+    handlers = [*batch_api.HANDLERS, *live_api.HANDLERS, *export_api.HANDLERS,
         health, apply, apply_streamed, build_environment, package, list_models, show_model, create_model,
         archive_model, list_environments, show_environment,
         list_endpoints, show_endpoint, delete_endpoint, credentials, update_traffic, regenerate_keys, get_token,

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from appliance.scoring import auth
     from appliance.scoring.app import Worker
     from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
     from appliance.scoring.script import ScriptError, ScriptScorer
@@ -54,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     version = os.environ.get("APPLIANCE_MODEL_VERSION", "1")
     model_dir = os.environ.get("AZUREML_MODEL_DIR")
     entry = os.environ.get("AZUREML_ENTRY_SCRIPT")
+    try:
+        keys = auth.load()
+    except auth.NoKeys as exc:
+        print(f"refusing to serve without keys: {exc}", file=sys.stderr)
+        return 2
     try:
         if entry:
             script = ScriptScorer(Path(os.environ.get("AML_APP_ROOT", ".")), entry)
@@ -82,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(f"cannot load the model: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
+    if keys is not None:
+        worker.keys = keys
+        print(f"key auth on: {len(keys)} key(s)", file=sys.stderr, flush=True)
     config = uvicorn.Config(worker, uds=args.socket, port=args.port or 0, host=args.host,
                             lifespan="off", access_log=False, log_level="warning", http="httptools",
                             loop="uvloop", timeout_keep_alive=3600)  # the router pools connections

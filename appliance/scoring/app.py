@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from appliance.scoring import swagger
+from appliance.scoring import auth, swagger
 from appliance.scoring.mlflow_model import MlflowModel
 from appliance.scoring.onnx_model import BadInput, OnnxModel
 from appliance.scoring.script import ScriptScorer
@@ -40,7 +40,9 @@ class Worker:
     """Serves a no-code ONNX model, or a user's score.py (then azmlinfsrv's routes are the script's)."""
 
     def __init__(self, name: str, version: str, model: OnnxModel | None = None,
-                 script: ScriptScorer | None = None, mlflow: MlflowModel | None = None) -> None:
+                 script: ScriptScorer | None = None, mlflow: MlflowModel | None = None,
+                 keys: tuple[bytes, ...] | None = None) -> None:
+        self.keys = keys  # set: requests need one of them (auth.py); None: the router in front checks
         self.model = model
         self.script = script
         self.mlflow = mlflow  # a no-code MLflow model: /score only, in Azure's MLflow shapes
@@ -58,6 +60,14 @@ class Worker:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
+        if self.keys is not None and not auth.is_open(scope["method"], scope["path"]) \
+                and not auth.allowed(self.keys, _header(scope, b"authorization")):
+            payload = _encode({"message": "a valid key is needed: Authorization: Bearer <key>"})
+            await send({"type": "http.response.start", "status": 401, "headers": [
+                (b"content-type", JSON), (b"content-length", str(len(payload)).encode()),
+                (b"www-authenticate", b"Bearer")]})
+            await send({"type": "http.response.body", "body": payload})
+            return
         if self.script is not None and not scope["path"].startswith(("/v2", "/appliance/")):
             # Every other path is azmlinfsrv's, its 404s and 405s included.
             status, headers, payload = await self.script.handle(scope, body)

@@ -69,8 +69,8 @@ class QuitDialog(ModalScreen[str | None]):
 
 class ApplianceApp(App[str]):
     """`source` is anything with the control API's methods (`tui.source.DataSource`): the real client,
-    or a fake in tests. `embedded`: the daemon runs in this process (quitting asks whether to stop it);
-    `run()` returns "stop" or "keep" then."""
+    or a fake in tests. `embedded`: `appliance up` started the daemon with this UI (quitting asks whether
+    to stop it); `run()` returns "stop" or "keep" then."""
 
     CSS_PATH = "app.tcss"
     TITLE = "appliance"

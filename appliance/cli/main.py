@@ -94,3 +94,7 @@ def cli(ctx: click.Context) -> None:
 
 def main(args: Any = None) -> None:
     cli(args=args, prog_name="appliance")
+
+
+if __name__ == "__main__":  # `python -m appliance.cli.main`: how `up` on a terminal starts its daemon child
+    main()

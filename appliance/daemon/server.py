@@ -38,13 +38,10 @@ from appliance.telemetry.requestlog import RequestLog
 log = logging.getLogger("appliance")
 
 
-def _logging(home: Home, to_stderr: bool = True) -> None:
+def _logging(home: Home) -> None:
     home.logs.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.FileHandler(home.logs / "daemon.log")]
-    if to_stderr:
-        handlers.append(logging.StreamHandler(sys.stderr))
-    for handler in handlers:
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(home.logs / "daemon.log")):
         handler.setFormatter(fmt)
         logging.getLogger("appliance").addHandler(handler)
     logging.getLogger("appliance").setLevel(logging.INFO)
@@ -89,48 +86,10 @@ def default_max_instances() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
-class Prepared:
-    """A daemon ready to serve: `run()` blocks in whichever thread calls it (uvicorn installs its signal
-    handlers only on the main thread); `stop()`, from any thread, asks it to shut down cleanly."""
-
-    def __init__(self, server: _Server, sock: socket.socket, cleanup: Callable[[], None], url: str) -> None:
-        self.server, self.sock, self._cleanup, self.url = server, sock, cleanup, url
-
-    def run(self) -> int:
-        try:
-            self.server.run(sockets=[self.sock])
-        finally:
-            self.sock.close()
-            self._cleanup()
-        return 0 if self.server.started else 1
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-
-
 def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_bytes: int = 1_572_864,
           request_log: bool = True, request_log_retention: float | None = None, watch: bool = False,
           runtime: str | None = None, base_image: str = images.DEFAULT_BASE, limits: Limits | None = None,
           max_instances: int | None = None, request_log_max_bytes: int | None = None) -> int:
-    prepared = prepare(root, host, port, max_request_bytes, request_log, request_log_retention, watch, runtime,
-                       base_image, limits, max_instances, request_log_max_bytes)
-    if isinstance(prepared, int):
-        return prepared
-    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, so the process would die by the
-    # signal; with these (restored by uvicorn afterwards) a clean stop exits 0 instead.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: None)
-    return prepared.run()
-
-
-def prepare(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_bytes: int = 1_572_864,
-            request_log: bool = True, request_log_retention: float | None = None, watch: bool = False,
-            runtime: str | None = None, base_image: str = images.DEFAULT_BASE, limits: Limits | None = None,
-            max_instances: int | None = None, request_log_max_bytes: int | None = None, *,
-            log_to_stderr: bool = True) -> Prepared | int:
-    """Everything `serve` does before serving (lock the home, bind, open the registry, build the app):
-    the daemon, or an exit status when it cannot start. `log_to_stderr=False` logs to the home's
-    daemon.log only (a terminal UI owns the terminal)."""
     home = Home(root)
     try:
         home.lock()
@@ -150,7 +109,7 @@ def prepare(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_b
     # as root by the image build. Child processes (instances, pip) inherit it too.
     os.umask(0o077)
     home.tighten()
-    _logging(home, log_to_stderr)
+    _logging(home)
     token = home.admin_token()
     try:
         registry = Registry(home.root, home.secret_key())
@@ -215,13 +174,17 @@ def prepare(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_b
                             # uvicorn annotates an int, but only hands it to loop.call_later: a float works
                             timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
                             log_level="warning", timeout_graceful_shutdown=10, server_header=False,
-                            date_header=False, proxy_headers=False,
-                            log_config=uvicorn.config.LOGGING_CONFIG if log_to_stderr else None)
+                            date_header=False, proxy_headers=False)
     server = _Server(config, serving)
-
-    def cleanup() -> None:
+    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, so the process would die by the
+    # signal; with these (restored by uvicorn afterwards) a clean stop exits 0 instead.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
         children.use(None)
         home.release()
         shutil.rmtree(run_dir, ignore_errors=True)
-
-    return Prepared(server, sock, cleanup, base_url)
+    return 0 if server.started else 1

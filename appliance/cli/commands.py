@@ -102,10 +102,10 @@ def _serve_with_tui(home: Path) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     if answer == "keep" and child.poll() is None:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before the note: a Ctrl-C right after it stops cleanly
+            signal.signal(sig, stop)
         output.note(f"the terminal UI closed; the daemon keeps serving headless at {client.url} (Ctrl-C stops it; "
                     "`appliance tui` attaches again)")
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, stop)
     else:
         stop()
     return child.wait()

@@ -98,8 +98,24 @@ ensure_docker() {
   fi
 }
 
+# The terminal UI's tests drive a real terminal (tmux) under load (wrk); the export tests build
+# overlays with kubectl's kustomize.
+ensure_tools() {
+  local sudo="" missing=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  for tool in tmux wrk kubectl; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+  if [ -n "$missing" ]; then
+    say "installing$missing (Debian packages)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null || {
+      echo "install.sh: could not install$missing; the tests need them (kubectl: from your Kubernetes package source)" >&2
+      exit 1; }
+  fi
+}
+
 if [ "$test" = 1 ]; then
   ensure_docker
+  ensure_tools
   say "ruff"
   .venv/bin/ruff check appliance tui tests examples
   say "import contracts"

@@ -622,6 +622,7 @@ class Control:
             check_set_key("online_deployment", key)
         for key, value in sets.items():
             set_field(body, key, value)
+        body["$schema"] = "managedOnlineDeployment.schema.json"  # what it is, whatever its fields look like
         source = f"<update {endpoint}/{name}>"
         document = await asyncio.to_thread(parse, body, source, Path.cwd())
         return await self.apply([document], wait=wait, progress=progress)

@@ -38,8 +38,8 @@ SCHEMA_KINDS = {
     "pipelinecomponentbatchdeployment": "batch_deployment",
     "data": "data",
 }
-# Fields only a batch deployment has (an online one has endpoint_name too).
-_BATCH_ONLY = {"settings", "compute", "resources", *LEGACY_SETTINGS} - {"environment_variables"}
+# Fields only a batch deployment has (an online one has endpoint_name, resources and environment_variables too).
+_BATCH_ONLY = {"settings", "compute", *LEGACY_SETTINGS} - {"environment_variables"}
 _SCHEMA_NAME = re.compile(r"([A-Za-z]+)\.schema\.json$")
 _PATH = re.compile(r" - at `\$(.*)`$")
 
@@ -61,8 +61,8 @@ def detect_kind(body: dict[str, Any], source: str) -> str:
         raise SpecError(f"unsupported $schema {schema!r}: this appliance takes "
                         f"{', '.join(sorted(set(SCHEMA_KINDS.values())))}", field="$schema", source=source)
     if "endpoint_name" in body:
-        return "batch_deployment" if _BATCH_ONLY & body.keys() or body.get("type") in ("model", "pipeline") \
-            else "online_deployment"
+        batch = {k for k, v in body.items() if v is not None} & _BATCH_ONLY or body.get("type") in ("model", "pipeline")
+        return "batch_deployment" if batch else "online_deployment"
     if {"auth_mode", "traffic", "mirror_traffic"} & body.keys():
         return "online_endpoint"
     if {"image", "conda_file", "build", "inference_config"} & body.keys():

@@ -14,6 +14,8 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
   batch     batch jobs (batch_bench.py): no-code ONNX over 1,000,000 Parquet rows against a plain
             onnxruntime loop (≥ 0.90×), and a score.py's cost per mini-batch (≤ 5 ms); `--only batch`
             runs these alone
+  tui       (b) with `appliance tui` open in a tmux terminal on its live endpoints view, alternated with
+            it closed (`--only tui`)
 Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
 share of its own c16 throughput (openloop.py: latency from the scheduled send time); every server after
 (a) gets a second open-loop run at (a)'s rate, the same offered load for the tails. The request-log
@@ -195,7 +197,7 @@ class Bench:
                     stack.callback(proc.stop)
                     self.measure("a", target)
                     proc.stop()
-                if any(self.wanted(k) for k in ("b", "b-nolog", "b-mirror", "c")):
+                if any(self.wanted(k) for k in ("b", "b-nolog", "b-mirror", "c", "tui")):
                     self.appliance(project, stack)
                 for key, start in (("d", start_worker), ("e", start_floor)):
                     if self.wanted(key):
@@ -239,11 +241,14 @@ class Bench:
                 self.alternate_arms("mirror", project, files[:4])
         if self.wanted("c"):
             self.measure("c", daemon.target("c", "bench-script"))
+        if self.wanted("tui"):
+            self.alternate_arms("tui", project, files[:4])
         daemon.stop()
 
     def alternate_arms(self, name: str, project: Project, files: list[str]) -> None:
-        """A/B runs of `name` ("request_log" or "mirror"), each pair on a fresh daemon, the arms switched
-        on it between the runs (`appliance request-log on|off`; `endpoint update --mirror-traffic`). Two
+        """A/B runs of `name` ("request_log", "mirror" or "tui"), each pair on a fresh daemon, the arms
+        switched on it between the runs (`appliance request-log on|off`; `endpoint update --mirror-traffic`;
+        `appliance tui` attached in a tmux terminal, on its live endpoints view, or not running). Two
         processes differ by a few µs per request on their own (heap layout, address space): one process
         per pair keeps that out of the pair's ratio, and a fresh one for each pair keeps any one process
         from biasing every pair. A switched-off log first writes what it holds, so that no arm pays for
@@ -252,7 +257,9 @@ class Bench:
             with contextlib.ExitStack() as stack:
                 daemon, target = self._ab_daemon(f"ab{i}-{name}", project, files, stack)
                 for arm in ("on", "off") if i % 2 == 0 else ("off", "on"):
-                    if name == "mirror":
+                    if name == "tui":
+                        self._tui(daemon, arm == "on", stack)
+                    elif name == "mirror":
                         daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic",
                                    f"shadow={50 if arm == 'on' else 0}")
                     else:
@@ -261,6 +268,24 @@ class Bench:
                                    "the request log to write what it holds")
                     self._ab_run(name, arm, target)
         self._ab_log(name)
+
+    def _tui(self, daemon: Daemon, on: bool, stack: contextlib.ExitStack) -> None:
+        """`appliance tui` in a real terminal (tmux, 120×40), attached to `daemon` and polling its endpoints
+        view, on the server's cores as a user's would be; or none."""
+        session = f"bench-tui-{daemon.port}"
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        if not on:
+            return
+        command = " ".join([*self.pin.server(), self.args.appliance, "tui", "--url", daemon.url,
+                            "--home", str(daemon.home)])
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True)
+        stack.callback(lambda: subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True))
+
+        def showing() -> bool:
+            shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True)
+            return "REQ/S" in shown.stdout
+
+        wait_until(showing, 30, "the terminal UI's endpoints view")
 
     def _ab_daemon(self, label: str, project: Project, files: list[str],
                    stack: contextlib.ExitStack) -> tuple[Daemon, Target]:
@@ -581,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cap on the open-loop rate: past it the Python generator itself adds latency")
     parser.add_argument("--pin", choices=["split", "client", "none"], default="split",
                         help="split: client on CPU 0, servers on CPU 1; client: only the client pinned")
-    parser.add_argument("--only", nargs="+", choices=[*ORDER, "batch"],
+    parser.add_argument("--only", nargs="+", choices=[*ORDER, "batch", "tui"],
                         help="run only these scenarios (batch: the batch jobs' targets, batch_bench.py)")
     parser.add_argument("--batch-runs", type=int, default=3,
                         help="batch: alternated runs of each arm (and of the score.py job); medians")

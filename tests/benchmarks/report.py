@@ -141,7 +141,8 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
                                f"{added:.0f} µs ({_ms(pb)} − {_ms(pd)})", added <= 150))
     alternated = alternated or {}
     for key, name, wanted, limit in (("mirror", "mirroring 50% of traffic: throughput cost", "≤ 10%", 0.10),
-                                     ("request_log", "request log: throughput cost", "≤ 5%", 0.05)):
+                                     ("request_log", "request log: throughput cost", "≤ 5%", 0.05),
+                                     ("tui", "terminal UI open on live endpoints: throughput cost", "≤ 5%", 0.05)):
         runs = alternated.get(key)
         if runs and runs.get("on") and runs.get("off"):
             # The runs were made in pairs (one of each arm, back to back, on the same fresh daemon), so
@@ -167,6 +168,8 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
             out.append(_target(name, wanted, f"{cost:.1%} (medians {on:,.0f} with vs {off:,.0f} req/s without)",
                                None, note, verdict))
             continue
+        if key == "tui":
+            continue  # measured only alternated
         scenario = "b-mirror" if key == "mirror" else "b-nolog"
         if rps.get(scenario) and rps.get("b"):
             on, off = (rps["b-mirror"], rps["b"]) if key == "mirror" else (rps["b"], rps["b-nolog"])

@@ -139,3 +139,18 @@ def test_cloud_fields_of_batch_documents_are_said_to_be_recorded(tmp_path: Path)
     lines = effects.warnings(docs, lambda: 0)
     assert any("batch deployment ep1/dep: recorded for export: compute" in line for line in lines), lines
     assert any("batch endpoint ep1: not emulated: auth_mode" in line for line in lines), lines
+
+
+def test_a_stored_online_deployment_is_not_read_as_a_batch_one(tmp_path: Path) -> None:
+    """Every field of an online deployment, as `update` writes them back (resources, type null, ...): the
+    kind stays online (a regression: hot reload's update was refused as a batch deployment)."""
+    import msgspec
+
+    from appliance.specs import OnlineDeploymentSpec, parse
+
+    body = msgspec.to_builtins(OnlineDeploymentSpec(name="blue", endpoint_name="my-ep", model="azureml:m:1",
+                                                    resources={"requests": {"cpu": "1"}}))
+    assert body["type"] is None and "resources" in body
+    assert parse(body, "<update>", tmp_path).kind == "online_deployment"
+    batch = msgspec.to_builtins(BatchDeploymentSpec(name="b", endpoint_name="ep1", model="azureml:m:1"))
+    assert parse(batch, "<update>", tmp_path).kind == "batch_deployment"

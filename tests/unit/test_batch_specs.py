@@ -152,5 +152,5 @@ def test_a_stored_online_deployment_is_not_read_as_a_batch_one(tmp_path: Path) -
                                                     resources={"requests": {"cpu": "1"}}))
     assert body["type"] is None and "resources" in body
     assert parse(body, "<update>", tmp_path).kind == "online_deployment"
-    batch = msgspec.to_builtins(BatchDeploymentSpec(name="b", endpoint_name="ep1", model="azureml:m:1"))
+    batch = msgspec.to_builtins(BatchDeploymentSpec(name="main", endpoint_name="ep1", model="azureml:m:1"))
     assert parse(batch, "<update>", tmp_path).kind == "batch_deployment"

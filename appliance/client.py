@@ -247,6 +247,9 @@ class Client:
                   if v is not None}
         return self._call("GET", f"/endpoints/{endpoint}/deployments/{name}/logs", params=params)
 
+    def restart_deployment(self, endpoint: str, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/endpoints/{endpoint}/deployments/{name}/restart", timeout=300)
+
     def delete_deployment(self, endpoint: str, name: str) -> dict[str, Any]:
         return self._call("DELETE", f"/endpoints/{endpoint}/deployments/{name}")
 

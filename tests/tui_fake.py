@@ -159,6 +159,10 @@ class FakeSource:
         self.calls.append(("update_deployment", (endpoint, name, sets)))
         return {}
 
+    def restart_deployment(self, endpoint: str, name: str) -> dict[str, Any]:
+        self.calls.append(("restart_deployment", (endpoint, name)))
+        return {}
+
     def regenerate_keys(self, endpoint: str, key_type: str, value: str | None = None) -> dict[str, Any]:
         self.calls.append(("regenerate_keys", (endpoint, key_type)))
         return {"regenerated": key_type}

@@ -33,7 +33,8 @@ GLOBAL_KEYS = [
     ("enter", "open: endpoint → deployments → logs; job → logs"), ("d", "describe"), ("y", "YAML"),
     ("l", "logs (endpoint: its request tail; deployment: workers' logs; job: its log files)"),
     ("ctrl-d", "delete (with confirmation)"), ("t", "set live and mirror traffic (endpoint or deployment)"),
-    ("s", "scale: instance_count (deployment)"), ("k", "regenerate a key (endpoint; shown once, c copies)"),
+    ("s", "scale: instance_count (deployment)"), ("r", "restart: fresh instances (deployment)"),
+    ("k", "regenerate a key (endpoint; shown once, c copies)"),
     ("u", "copy a ready curl command (endpoint)"), ("i", "invoke with a request file (response, latency)"),
     ("a", "apply YAML files"), ("m", "metrics of the selected endpoint"), ("q / ctrl-c", "quit")]
 VIEW_KEYS = [("space", "requests, logs: pause / resume"), ("end", "requests, logs: follow again"),
@@ -80,6 +81,7 @@ class ApplianceApp(App[str]):
         Binding("question_mark", "help", "help"), Binding("escape", "go_back", "back"),
         Binding("d", "describe", "describe"), Binding("y", "yaml", "yaml"), Binding("l", "logs", "logs"),
         Binding("ctrl+d", "delete", "delete"), Binding("t", "traffic", "traffic"), Binding("s", "scale", "scale"),
+        Binding("r", "restart", "restart"),
         Binding("k", "regenerate", "regenerate key"), Binding("u", "curl", "curl"), Binding("i", "invoke", "invoke"),
         Binding("a", "apply", "apply"), Binding("m", "metrics", "metrics"), Binding("q", "leave", "quit"),
         Binding("ctrl+c", "leave", "quit", priority=True)]
@@ -302,6 +304,19 @@ class ApplianceApp(App[str]):
         self.push_screen(ActionForm(f"scale {endpoint}/{sel.name}", "instances to run (waits until ready)",
                                     [("instance_count", "instance_count",
                                       str(sel.data.get("instance_count") or 1))], perform, "Scale"), self.done)
+
+    def action_restart(self) -> None:
+        sel = self.selection("deployment")
+        if not sel or not sel.endpoint:
+            return
+        endpoint = sel.endpoint
+
+        def perform(_: dict[str, str]) -> str:
+            self.source.restart_deployment(endpoint, sel.name)
+            return f"{endpoint}/{sel.name}: restarted"
+
+        self.push_screen(ActionForm(f"restart {endpoint}/{sel.name}?", "fresh instances, ready before the old ones "
+                                    "drain (waits until they serve)", [], perform, "Restart"), self.done)
 
     def action_regenerate(self) -> None:
         sel = self.selection("endpoint")

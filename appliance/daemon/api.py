@@ -587,6 +587,16 @@ async def deployment_logs(request: Request[Any, Any, Any], endpoint: EndpointNam
     return LogsOut(lines=lines, cursor=_cursor_text(after))
 
 
+@post("/endpoints/{endpoint:str}/deployments/{name:str}/restart", status_code=200,
+      responses=_answers(_BAD, _MISSING, _CONFLICT))
+async def restart_deployment(request: Request[Any, Any, Any], endpoint: EndpointName,
+                             name: EndpointName) -> views.DeploymentView:
+    """Fresh instances (as `kubectl rollout restart`): ready before the old ones drain; answers once they serve."""
+    control = _control(request)
+    await control.restart_deployment(endpoint, name)
+    return await _deployment_view(control, endpoint, name)
+
+
 @delete("/endpoints/{endpoint:str}/deployments/{name:str}", status_code=200,
         responses=_answers(_BAD, _MISSING, _CONFLICT))
 async def delete_deployment(request: Request[Any, Any, Any], endpoint: EndpointName, name: EndpointName) -> Deleted:
@@ -770,7 +780,8 @@ def create_app(control: Control, request_log: RequestLog, dataplane: DataPlane, 
         archive_model, list_environments, show_environment,
         list_endpoints, show_endpoint, delete_endpoint, credentials, update_traffic, regenerate_keys, get_token,
         request_log_status, switch_request_log, request_logs, metrics, mirror_report,
-        list_deployments, show_deployment, update_deployment, deployment_logs, delete_deployment, events]
+        list_deployments, show_deployment, update_deployment, restart_deployment, deployment_logs, delete_deployment,
+        events]
     methods: dict[str, set[str]] = {}
     for handler in handlers:
         for path in handler.paths:

@@ -627,6 +627,19 @@ class Control:
         document = await asyncio.to_thread(parse, body, source, Path.cwd())
         return await self.apply([document], wait=wait, progress=progress)
 
+    async def restart_deployment(self, endpoint: str, name: str) -> None:
+        """Fresh instances of the same deployment (a stuck model, a leaking script), ready before the old drain."""
+        await asyncio.to_thread(self.registry.get_deployment, endpoint, name)
+        async with self._lock((endpoint, name)):
+            runtime = self.supervisor.get(endpoint, name)
+            if runtime is None or not runtime.instances:
+                state = runtime.state if runtime else "not started"
+                raise Conflict(f"deployment {endpoint}/{name} has no instances to restart ({state}); "
+                               "`deployment update` starts it again", field="deployment")
+            await runtime.restart()
+        await asyncio.to_thread(self.registry.add_event, "deployment.restarted", f"{endpoint}/{name}")
+        await self.refresh_route(endpoint)
+
     async def delete_deployment(self, endpoint: str, name: str) -> None:
         def remove() -> None:
             with self.registry.transaction():

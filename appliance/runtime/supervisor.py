@@ -222,6 +222,11 @@ class DeploymentRuntime:
             else:
                 await self._replace(plan)
 
+    async def restart(self) -> None:
+        """Every instance replaced by a fresh one, as `kubectl rollout restart`: the new ones ready first."""
+        async with self._lock:
+            await self._replace(self.plan)
+
     async def _scale(self, plan: LaunchPlan) -> None:
         self.plan = plan
         retry = [i for i in self.instances if i.state == "failed"]  # applied again: failed ones get another go

@@ -29,3 +29,19 @@ def test_status_and_live_requests(daemon: Daemon, iris_project: Path) -> None:
     quiet = daemon.api("GET", "/requests/live", params={"after": seen["next"], "wait": 0.3}).json()
     assert quiet["rows"] == [] and quiet["next"] == seen["next"]
     assert httpx.get(f"{daemon.url}/api/v1/requests/live", timeout=5).status_code == 401
+
+
+def test_restart_replaces_the_instances_and_keeps_serving(daemon: Daemon, iris_project: Path) -> None:
+    blue = iris_project / "blue.yml"
+    blue.write_text(blue.read_text() + "runtime: process\n")
+    daemon.cli("apply", "-f", "endpoint.yml", "-f", "blue.yml", cwd=iris_project)
+    before = {i["pid"] for i in daemon.api("GET", "/endpoints/my-ep/deployments/blue").json()["instances"]}
+    answer = daemon.api("POST", "/endpoints/my-ep/deployments/blue/restart")
+    assert answer.status_code == 200, answer.text
+    after = {i["pid"] for i in answer.json()["instances"]}
+    assert answer.json()["provisioning_state"] == "Succeeded" and before and after and not before & after
+    assert daemon.score("my-ep", {"data": [[5.1, 3.5, 1.4, 0.2]]}).status_code == 200
+    events = daemon.api("GET", "/events", params={"subject": "my-ep/blue"}).json()
+    assert events[0]["kind"] == "deployment.restarted"
+    missing = daemon.api("POST", "/endpoints/my-ep/deployments/nope/restart")
+    assert missing.status_code == 404 and "nope" in missing.json()["message"]

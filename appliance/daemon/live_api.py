@@ -106,12 +106,12 @@ class LiveRequests(Struct):
 
 @get("/requests/live", responses=_answers(_BAD))
 async def live_requests(request: Request[Any, Any, Any], endpoint: str | None = None,
-                        after: Annotated[int | None, Parameter(ge=0, description=(
+                        after: Annotated[int | None, Parameter(ge=0, schema_extra={"minimum": 0}, description=(
                             "The `next` of the previous answer; omitted: from now"))] = None,
                         limit: Annotated[int, Parameter(ge=1, le=MAX_ROWS, description=(
                             f"At most this many rows (1-{MAX_ROWS})"))] = 5000,
-                        wait: Annotated[float, Parameter(ge=0, le=10, description=(
-                            "Seconds to wait for a first new request (0-10)"))] = 1.0) -> LiveRequests:
+                        wait: Annotated[float, Parameter(ge=0, le=5, description=(
+                            "Seconds to wait for a first new request (0-5)"))] = 1.0) -> LiveRequests:
     """The requests since `after`, as they are recorded (before the log's writer has stored them):
     what a live tail polls. Waits up to `wait` seconds when there is nothing new yet."""
     writer: RequestLog = request.app.state.request_log

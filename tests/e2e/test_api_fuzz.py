@@ -36,7 +36,7 @@ CONFIG = r"""
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "431"]
 
 [[operations]]
-include-path-regex = '^/api/v1/(apply(/stream)?|models)$'
+include-path-regex = '^/api/v1/(apply(/stream)?|models|data|export|batch-endpoints/\{endpoint\}/jobs)$'
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
 [[operations]]

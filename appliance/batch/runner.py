@@ -216,14 +216,21 @@ class JobRunner:
                        f"{count} worker process(es); {queue.qsize()} mini-batch(es) to run")
         flusher = asyncio.create_task(self._flush_loop())
         self._started = time.monotonic()
+        # Workers are asked to end as soon as the work is done; the output is merged meanwhile (an
+        # interpreter with onnxruntime takes a while to exit), and they are waited for before returning.
+        stopped: asyncio.Future[Any] | None = None
         try:
             if queue.qsize():
                 await asyncio.gather(*(self._work(w) for w in self._workers))
+            stopped = asyncio.gather(*(w.stop(grace=0 if self.stopping else 5.0) for w in self._workers))
+            await self._flush()
+            return await self._finish()
         finally:
             flusher.cancel()
-            await asyncio.gather(*(w.stop(grace=0 if self.stopping else 5.0) for w in self._workers))
-            await self._flush()
-        return await self._finish()
+            if stopped is None:  # interrupted (the daemon stops): the job stays unfinished in the ledger
+                stopped = asyncio.gather(*(w.stop(grace=0) for w in self._workers))
+                await self._flush()
+            await asyncio.shield(stopped)
 
     async def _work(self, worker: Worker) -> None:
         """One worker's loop: take a mini-batch, score it, retry or record it, until none is left."""

@@ -81,7 +81,9 @@ class TabularModel:
                   for start in range(0, n, self.rows)]
         # Names may repeat (a key column `label` beside the output `label`): a table holds both.
         # The file name as a dictionary of one: a million of it costs no more than one.
-        file = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([os.path.basename(path)]))
+        name = os.path.basename(path).encode()
+        file = pa.DictionaryArray.from_arrays(_arrow(np.zeros(n, np.int32)), pa.Array.from_buffers(
+            pa.string(), 1, [None, pa.py_buffer(np.array([0, len(name)], np.int32)), pa.py_buffer(name)]))
         columns: list[tuple[str, Any]] = [("file", file)]
         columns += [(key, table.column(key)) for key in keys]
         for at, sig in enumerate(self.model.outputs if chunks else []):
@@ -140,20 +142,48 @@ def _values(column: pa.ChunkedArray, sig: TensorSig, name: str, path: str) -> np
         raise ValueError(f"{path}: column {name!r} has {column.null_count} empty value(s), which input "
                          f"{sig.name!r} ({sig.describe()}) can't take")
     try:
-        return column.to_numpy().astype(sig.dtype, copy=False)
+        return _numbers(column).astype(sig.dtype, copy=False)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: column {name!r} ({column.type}) can't be read as input {sig.name!r} "
                          f"({sig.describe()}): {exc}") from None
+
+
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric column without nulls read straight from its buffers: pyarrow's own `to_numpy` imports
+    pandas the first time (0.17 s of each worker's first file, measured), for nothing here."""
+    kind = column.type
+    if column.null_count or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)) or \
+            pa.types.is_float16(kind):
+        return column.to_numpy()
+    dtype = np.dtype(f"{'f' if pa.types.is_floating(kind) else 'i' if pa.types.is_signed_integer(kind) else 'u'}"
+                     f"{kind.bit_width // 8}")
+    parts = [np.frombuffer(chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize)
+             for chunk in column.chunks]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
 def _columns(name: str, values: list[np.ndarray], labels: list[Any] | None = None) -> list[tuple[str, Any]]:
     """An output's chunks as columns: 1-D as it is (each chunk's array an Arrow chunk, not copied); [rows, K]
     as K columns `<name>_<k>` (or `<name>_<label>`), at the cost of one transposing copy."""
     if values[0].ndim == 1:
-        return [(name, pa.chunked_array([pa.array(v) for v in values]))]
+        return [(name, pa.chunked_array([_arrow(v) for v in values]))]
     by_column = [v.reshape(len(v), -1).T.copy() for v in values]
-    return [(f"{name}_{label}", pa.chunked_array([pa.array(c[k]) for c in by_column]))
+    return [(f"{name}_{label}", pa.chunked_array([_arrow(c[k]) for c in by_column]))
             for k, label in enumerate(range(by_column[0].shape[0]) if labels is None else labels)]
+
+
+_ARROW_TYPES = {np.dtype(t): pa.from_numpy_dtype(np.dtype(t)) for t in
+                ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")}
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A numeric numpy array as an Arrow one over the same memory. `pa.array` would do, but it imports pandas
+    the first time (to ask whether the value is a pandas object): 0.17 s of each worker's first file."""
+    kind = _ARROW_TYPES.get(values.dtype)
+    if kind is None or values.ndim != 1:
+        return pa.array(values)
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
 
 
 def _unzip(maps: list[dict[Any, float]]) -> np.ndarray:

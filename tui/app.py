@@ -68,6 +68,10 @@ class QuitDialog(ModalScreen[str | None]):
         self.dismiss(answer)
 
 
+# k9s's refresh: tables poll every 2 s (their data plane cost, measured in the harness: `--only tui`)
+POLL_SECONDS = 2.0
+
+
 class ApplianceApp(App[str]):
     """`source` is anything with the control API's methods (`tui.source.DataSource`): the real client,
     or a fake in tests. `embedded`: `appliance up` started the daemon with this UI (quitting asks whether
@@ -86,7 +90,7 @@ class ApplianceApp(App[str]):
         Binding("a", "apply", "apply"), Binding("m", "metrics", "metrics"), Binding("q", "leave", "quit"),
         Binding("ctrl+c", "leave", "quit", priority=True)]
 
-    def __init__(self, source: DataSource, *, embedded: bool = False, poll_interval: float = 1.0,
+    def __init__(self, source: DataSource, *, embedded: bool = False, poll_interval: float = POLL_SECONDS,
                  history: History | None = None, start: str = "endpoints") -> None:
         super().__init__()
         self.source = source

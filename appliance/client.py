@@ -176,6 +176,18 @@ class Client:
     def package(self, endpoint: str, deployment: str, push: str | None = None) -> Iterator[dict[str, Any]]:
         return self._stream(f"/endpoints/{endpoint}/deployments/{deployment}/package", {"push": push} if push else {})
 
+    def profile_deployment(self, endpoint: str, deployment: str, request: str, *, concurrency: list[int],
+                           duration: float, target_p99_ms: float | None = None, target_rps: float | None = None,
+                           content_type: str = "application/json", store: bool = True) -> Iterator[dict[str, Any]]:
+        """`deployment profile`: each step's progress lines, then the Profile (curve and recommendation)."""
+        body: dict[str, Any] = {"request": request, "concurrency": concurrency, "duration": duration,
+                                "content_type": content_type, "store": store}
+        if target_p99_ms is not None:
+            body["target_p99_ms"] = target_p99_ms
+        if target_rps is not None:
+            body["target_rps"] = target_rps
+        return self._stream(f"/endpoints/{endpoint}/deployments/{deployment}/profile", {}, json=body)
+
     def export(self, endpoints: list[str], *, format: str = "kubernetes", target: str = "gateway",
                registry: str | None = None, namespace: str = "appliance", push: bool = False
                ) -> Iterator[dict[str, Any]]:
@@ -218,6 +230,11 @@ class Client:
         if deployment:
             params["deployment"] = deployment
         return self._call("GET", f"/endpoints/{endpoint}/logs", params=params)
+
+    def drift(self, endpoint: str, **params: Any) -> dict[str, Any]:
+        """A drift report of the collected data (see the control API's `GET /endpoints/{endpoint}/drift`)."""
+        return self._call("GET", f"/endpoints/{endpoint}/drift",
+                          params={k: v for k, v in params.items() if v is not None})
 
     def request_log(self, enabled: bool | None = None) -> dict[str, Any]:
         """The request log's state and counts; with `enabled`, switched first."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from appliance import children
 from appliance.batch import plan
+from appliance.batch.merge import Merger
 from appliance.registry import JobRecord, MiniBatch, Registry
 from appliance.runtime.process import BATCH_MODULE, worker_command
 
@@ -181,6 +182,9 @@ class JobRunner:
     _queue: asyncio.Queue[MiniBatch | None] = field(default_factory=asyncio.Queue)
     _started: float = 0.0
     _left: int = 0  # mini-batches not yet done or failed: the job ends at 0
+    _merger: Merger | None = None  # append_row: the output, grown as mini-batches end in order
+    _merging: asyncio.Task[None] | None = None
+    _merged_upto: int = 0  # the mini-batches before this one are in the output
     _items_done_here: int = 0
     _error: str | None = None
 
@@ -204,6 +208,8 @@ class JobRunner:
                 self._mark(b, "pending")
         (self.job_dir / "parts").mkdir(parents=True, exist_ok=True)
         Path(self.job.output_dir).mkdir(parents=True, exist_ok=True)
+        if self.settings.output_action == "append_row":
+            self._merger = Merger(Path(self.job.output_dir) / self.settings.output_file_name)
         queue = self._queue
         for b in self.batches:
             if b.status == "pending":
@@ -318,6 +324,26 @@ class JobRunner:
             setattr(batch, name, value)
         self._dirty[batch.idx] = batch
         self.on_change()
+        if status in FINAL and self._merger is not None and (self._merging is None or self._merging.done()):
+            self._merging = asyncio.get_running_loop().create_task(self._merge_ready())
+
+    async def _merge_ready(self) -> None:
+        """Parts into the output, in mini-batch order, as far as the mini-batches are over."""
+        assert self._merger is not None
+        while self._merged_upto < len(self.batches) and self.batches[self._merged_upto].status in FINAL:
+            batch = self.batches[self._merged_upto]
+            if batch.status == "done":
+                for suffix in (".txt", ".arrow"):
+                    part = self.job_dir / "parts" / f"{batch.idx:06d}{suffix}"
+                    if part.exists():
+                        await asyncio.to_thread(self._merger.add, part)
+            self._merged_upto += 1
+
+    async def _merged(self) -> None:
+        """Every part merged: the merge under way, then what it did not reach."""
+        if self._merging is not None:
+            await self._merging
+        await self._merge_ready()
 
     def cancel(self) -> None:
         """Stops the job: its workers are killed at once."""
@@ -367,44 +393,21 @@ class JobRunner:
     async def _finish(self) -> str:
         status = self.stopping or "Completed"
         error = self._error if status == "Failed" else None
-        if status == "Completed" and self.settings.output_action == "append_row":
+        if self._merger is not None:
             try:
-                await asyncio.to_thread(self._merge)
+                if status == "Completed":
+                    await self._merged()
+                    await asyncio.to_thread(self._merger.commit)
+                    shutil.rmtree(self.job_dir / "parts", ignore_errors=True)
+                elif self._merging is not None:
+                    await asyncio.gather(self._merging, return_exceptions=True)
             except OSError as exc:
                 status, error = "Failed", f"the output could not be written: {exc}"
+            finally:
+                await asyncio.to_thread(self._merger.discard)  # a job that did not complete leaves no output
         await asyncio.to_thread(self._report, status, error)
         await self._set_status(status, error)
         return status
-
-    def _merge(self) -> None:
-        """The done mini-batches' parts, in mini-batch order, into `output_file_name` (written aside, then
-        renamed: a reader never sees half a file)."""
-        target = Path(self.job.output_dir) / self.settings.output_file_name
-        parts = [p for b in self.batches if b.status == "done"
-                 for p in (self.job_dir / "parts" / f"{b.idx:06d}.txt", self.job_dir / "parts" / f"{b.idx:06d}.arrow")
-                 if p.exists()]
-        staging = target.with_name(f".{target.name}.partial")
-        if any(p.suffix == ".arrow" for p in parts):  # the no-code ONNX driver's Parquet output
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            writer = None
-            try:
-                for part in parts:
-                    with pa.memory_map(str(part)) as source:
-                        table = pa.ipc.open_file(source).read_all()
-                        writer = writer or pq.ParquetWriter(staging, table.schema)
-                        writer.write_table(table)
-            finally:
-                if writer is not None:
-                    writer.close()
-        else:
-            with staging.open("wb") as out:
-                for part in parts:
-                    with part.open("rb") as src:
-                        shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(staging, target)
-        shutil.rmtree(self.job_dir / "parts", ignore_errors=True)
 
     def _report(self, status: str, error: str | None) -> None:
         summary = self._summary()

@@ -42,11 +42,13 @@ from appliance.cli.output import emit, output_option
               help="Seconds for a request's body to arrive once its headers have (then 408).")
 @click.option("--keepalive-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
               help="Seconds an idle connection stays open between requests.")
+@click.option("--metrics-open", is_flag=True,
+              help="Serve GET /metrics (Prometheus) without the admin token; it holds no secrets.")
 @click.pass_context
 def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless: bool, max_request_mb: float,
        request_log: bool, request_log_retention: str, watch: bool, runtime: str | None, base_image: str,
        request_log_max_mb: float, max_instances: int | None, max_connections: int, header_timeout: float,
-       body_timeout: float, keepalive_timeout: float) -> None:
+       body_timeout: float, keepalive_timeout: float, metrics_open: bool) -> None:
     """Start the daemon: control API and data plane in one process; state survives restarts."""
     from appliance.daemon.connections import Limits
     from appliance.daemon.server import serve
@@ -60,7 +62,7 @@ def up(ctx: click.Context, host: str, port: int, home_dir: str | None, headless:
     args = (resolve(home), host, port, int(max_request_mb * 1024 * 1024), request_log, retention, watch, runtime,
             base_image, limits, max_instances, int(request_log_max_mb * 1024 * 1024))
     if headless or not (sys.stdin.isatty() and sys.stdout.isatty()):
-        sys.exit(serve(*args))
+        sys.exit(serve(*args, metrics_open=metrics_open))
     sys.exit(_serve_with_tui(resolve(home)))
 
 

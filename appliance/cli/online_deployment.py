@@ -233,3 +233,98 @@ def delete(ctx: click.Context, positional: tuple[str, ...], endpoint: str | None
     with reporting():
         client(ctx).delete_deployment(endpoint, name)
     output.note(f"deployment {endpoint}/{name} deleted")
+
+
+PROFILE_COLUMNS: list[Column] = [
+    ("CONCURRENCY", lambda s: s["concurrency"]), ("REQ/S", lambda s: s["rps"]),
+    ("P50_MS", lambda s: s["p50_ms"]), ("P95_MS", lambda s: s["p95_ms"]), ("P99_MS", lambda s: s["p99_ms"]),
+    ("ERRORS", lambda s: s["errors"]), ("CPU/INSTANCE", lambda s: s["cpu_cores_per_instance"]),
+    ("RSS_MIB/INSTANCE", lambda s: round(s["rss_bytes_per_instance"] / (1 << 20), 1))]
+
+
+def _concurrencies(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of numbers like 1,2,4,8",
+                                 param_hint="--concurrency") from None
+    if not values or any(not 1 <= v <= 256 for v in values) or len(values) > 12:
+        raise click.BadParameter(f"{text!r}: 1 to 12 concurrencies, each from 1 to 256", param_hint="--concurrency")
+    return values
+
+
+def _milliseconds(text: str) -> float:
+    """`50ms`, `0.05s`, `50` (ms) → milliseconds."""
+    value = text.strip().lower()
+    try:
+        if value.endswith("ms"):
+            ms = float(value[:-2])
+        elif value.endswith("s"):
+            ms = float(value[:-1]) * 1000
+        else:
+            ms = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a latency like 50ms or 0.2s", param_hint="--target-p99") from None
+    if not 0 < ms <= 3_600_000:
+        raise click.BadParameter(f"{text!r} must be above 0 and at most an hour", param_hint="--target-p99")
+    return ms
+
+
+@group.command("profile")
+@names
+@endpoint_option
+@name_option
+@click.option("--request-file", required=True, type=click.File("rb"),
+              help="The request body each request sends to /score ('-' for stdin).")
+@click.option("--concurrency", default="1,2,4,8,16", show_default=True,
+              help="Concurrent clients for each step, comma-separated.")
+@click.option("--duration", "step_duration", default="10s", show_default=True, help="How long each step runs: 10s.")
+@click.option("--target-p99", help="The p99 latency to size for: 50ms, 0.2s.")
+@click.option("--target-rps", type=click.FloatRange(min=0, min_open=True), help="The req/s to size for.")
+@click.option("--content-type", default="application/json", show_default=True, help="The requests' content type.")
+@click.option("--no-store", is_flag=True, help="Don't keep the result with the deployment (show/export ignore it).")
+@output_option()
+@click.pass_context
+def profile(ctx: click.Context, positional: tuple[str, ...], endpoint: str | None, name: str | None,
+            request_file: Any, concurrency: str, step_duration: str, target_p99: str | None, target_rps: float | None,
+            content_type: str, no_store: bool, fmt: str, query: str | None) -> None:
+    """Drive the deployment through the router at each concurrency; report req/s, p50/p95/p99, errors,
+    CPU and RSS per instance, and recommend instance_count, max_concurrent_requests_per_instance and
+    CPU/memory requests for --target-p99 and --target-rps. The result is kept with the deployment
+    (`show`, and `export` uses its CPU/memory). Progress on stderr."""
+    endpoint, name = endpoint_and_name(positional, endpoint, name)
+    steps = _concurrencies(concurrency)
+    seconds = duration(step_duration, "--duration")
+    if not 0.5 <= seconds <= 120:
+        raise click.BadParameter(f"{step_duration!r}: each step runs 0.5 to 120 seconds", param_hint="--duration")
+    p99 = _milliseconds(target_p99) if target_p99 else None
+    try:
+        body = request_file.read().decode()
+    except UnicodeDecodeError:
+        raise click.BadParameter("the request must be text (UTF-8)", param_hint="--request-file") from None
+    with reporting():
+        result = follow_stream(client(ctx).profile_deployment(
+            endpoint, name, body, concurrency=steps, duration=seconds, target_p99_ms=p99, target_rps=target_rps,
+            content_type=content_type, store=not no_store))
+    if fmt != "table" or query:
+        emit(result, fmt, None, query)
+        return
+    emit(result["steps"], fmt, PROFILE_COLUMNS)
+    rec = result.get("recommendation")
+    for note in result.get("notes", []):
+        output.warn(note)
+    if rec is None:
+        sys.exit(1)
+    click.echo("")
+    emit({"instance_count": rec["instance_count"],
+          "max_concurrent_requests_per_instance": rec["max_concurrent_requests_per_instance"],
+          "cpu": rec["cpu"], "memory": rec["memory"], "per_instance_rps": rec["per_instance_rps"],
+          "at_concurrency": rec["at_concurrency"], "expected_p99_ms": rec["expected_p99_ms"],
+          "meets_target_p99": rec["meets_target_p99"]}, fmt)
+    for note in rec["notes"]:
+        output.note(note)
+    if not no_store:
+        output.hint(f"apply it: appliance online-deployment update {endpoint} {name} --set instance_count="
+                    f"{rec['instance_count']} --set request_settings.max_concurrent_requests_per_instance="
+                    f"{rec['max_concurrent_requests_per_instance']}; `appliance export` uses cpu {rec['cpu']} and "
+                    f"memory {rec['memory']}")

@@ -504,12 +504,13 @@ async def mirror_report(request: Request[Any, Any, Any], name: EndpointName, sin
 # -- deployments -------------------------------------------------------------------------------
 
 async def _deployment_view(control: Control, endpoint: str, name: str) -> views.DeploymentView:
-    def read() -> tuple[Any, int]:
+    def read() -> tuple[Any, int, Any]:
         rec = control.registry.get_deployment(endpoint, name)
-        return rec, control.registry.get_endpoint(endpoint).spec.traffic.get(name, 0)
+        return (rec, control.registry.get_endpoint(endpoint).spec.traffic.get(name, 0),
+                control.registry.find_profile(endpoint, name))
 
-    rec, traffic = await asyncio.to_thread(read)
-    return views.deployment(rec, control.supervisor.get(endpoint, name), traffic)
+    rec, traffic, profile = await asyncio.to_thread(read)
+    return views.deployment(rec, control.supervisor.get(endpoint, name), traffic, views.stored_profile(profile))
 
 
 @get("/endpoints/{endpoint:str}/deployments", responses=_answers(_BAD, _MISSING))
@@ -790,9 +791,10 @@ def create_app(control: Control, request_log: RequestLog, dataplane: DataPlane, 
                on_startup: list[Any], on_shutdown: list[Any]) -> Litestar:
     from litestar import Router
 
-    from appliance.daemon import batch_api, export_api, live_api
+    from appliance.daemon import batch_api, export_api, live_api, monitor_api, profile_api
 
-    handlers = [*batch_api.HANDLERS, *live_api.HANDLERS, *export_api.HANDLERS,
+    handlers = [*batch_api.HANDLERS, *live_api.HANDLERS, *export_api.HANDLERS, *profile_api.HANDLERS,
+        *monitor_api.HANDLERS,
         health, apply, apply_streamed, build_environment, package, list_models, show_model, create_model,
         archive_model, list_environments, show_environment,
         list_endpoints, show_endpoint, delete_endpoint, credentials, update_traffic, regenerate_keys, get_token,

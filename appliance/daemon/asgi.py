@@ -4,7 +4,9 @@ in between), everything else to the Litestar control API behind the admin token.
 Deny by default: a path is data plane only if it is spelled `/endpoints/...` (or the host is
 `{endpoint}.localhost`); anything else needs the admin token, whatever its spelling (`//api`, `/./api`,
 case, trailing dots: the framework may normalize what this check did not), except the few open paths
-below. The control API takes JSON bodies only and no foreign `Origin`, so no web page can drive it:
+below. `GET /metrics` (Prometheus) is answered here, before the control API: behind the admin token
+too, unless the daemon was started with `--metrics-open`, which opens exactly that path and method.
+The control API takes JSON bodies only and no foreign `Origin`, so no web page can drive it:
 a cross-site "simple" request (a form, `text/plain`) is refused before it is read.
 """
 
@@ -45,10 +47,12 @@ def _host(scope: Scope) -> str:
 
 class Dispatcher:
     def __init__(self, control_app: Any, dataplane: DataPlane, admin_token: str, bind_host: str, port: int,
-                 batch: Any = None) -> None:
+                 batch: Any = None, metrics: Any = None, metrics_open: bool = False) -> None:
         self.control_app = control_app
         self.dataplane = dataplane
         self.batch = batch  # POST /endpoints/{endpoint}/jobs: Azure's REST invoke of a batch endpoint
+        self.metrics = metrics  # GET /metrics: an appliance.telemetry.prometheus.Metrics
+        self.metrics_open = metrics_open  # no token needed for exactly GET/HEAD /metrics
         self.admin_token = admin_token.encode()
         self.hosts = {bind_host.lower(), "localhost", "127.0.0.1", "[::1]"}
         self.origins = {f"http://{h}:{port}".encode() for h in self.hosts}
@@ -73,7 +77,10 @@ class Dispatcher:
         if origin is not None and origin not in self.origins:
             return await _refuse(send, 403, f"requests from origin {origin.decode('latin-1')!r} are refused: the "
                                             "control API serves the appliance's own clients, not web pages")
-        open_path = path in OPEN and scope["method"] in ("GET", "HEAD")
+        read = scope["method"] in ("GET", "HEAD")
+        if path == "/metrics" and self.metrics is not None:
+            return await self._metrics(scope, send, read)
+        open_path = path in OPEN and read
         if not open_path and not self._admin(scope):
             return await _refuse(send, 401, "the control API needs 'Authorization: Bearer <admin token>'; the "
                                             "token is in the admin.token file of the appliance home")
@@ -83,6 +90,20 @@ class Dispatcher:
                 return await _refuse(send, 415, "the control API takes JSON bodies only "
                                                 "('Content-Type: application/json')")
         return await self.control_app(scope, receive, send)
+
+    async def _metrics(self, scope: Scope, send: Any, read: bool) -> None:
+        if not (self.metrics_open and read) and not self._admin(scope):
+            return await _refuse(send, 401, "/metrics needs 'Authorization: Bearer <admin token>' (the token is in "
+                                            "the admin.token file of the appliance home), unless the daemon was "
+                                            "started with `appliance up --metrics-open`")
+        if not read:
+            return await _refuse(send, 405, "/metrics is read with GET")
+        accept = (_header(scope, b"accept") or b"").decode("latin-1")
+        body, content_type = await self.metrics.exposition(accept)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+                                (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     def _admin(self, scope: Scope) -> bool:
         value = _header(scope, b"authorization")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 import logging
 import secrets
 import weakref
@@ -37,7 +38,7 @@ from appliance.registry import (
 from appliance.registry.artifacts import Artifact
 from appliance.router import EndpointRoute, RoutingTable, tokens
 from appliance.runtime import DeploymentRuntime, LaunchPlan, Supervisor, logs
-from appliance.scoring import providers
+from appliance.scoring import collect, providers
 from appliance.scoring.onnx_model import OnnxModel, find_onnx_file, triton_name
 from appliance.specs import (
     BatchDeploymentSpec,
@@ -737,7 +738,16 @@ class Control:
             environment_variables=tuple(sorted({**spec.environment_variables, **extra_vars}.items())),
             request_settings=spec.request_settings, liveness_probe=spec.liveness_probe,
             readiness_probe=spec.readiness_probe, runtime=runtime, routes=routes,
-            port=port, gpu=effects.wants_gpu(spec), model_mount=spec.model_mount_path)
+            port=port, gpu=effects.wants_gpu(spec), model_mount=spec.model_mount_path,
+            data_collection=self._data_collection(spec.endpoint_name, spec.name, spec.data_collector))
+
+    def _data_collection(self, endpoint: str, deployment: str, data_collector: dict[str, Any] | None) -> str | None:
+        """The worker's APPLIANCE_DATA_COLLECTION: where its collections go, and their rates (None: off)."""
+        rates = collect.collections(data_collector)
+        if not rates:
+            return None
+        folder = self.registry.home / "data-collector" / f"endpoint={endpoint}" / f"deployment={deployment}"
+        return json.dumps({"dir": str(folder), "collections": rates}, sort_keys=True)
 
     async def refresh_route(self, endpoint: str) -> None:
         """Rebuild one endpoint's routing from the registry (read in a thread) and the supervisor."""

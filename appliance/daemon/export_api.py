@@ -29,7 +29,7 @@ from appliance.export import (
     common,
     render,
 )
-from appliance.export.inputs import PLACEHOLDER_DIGEST, PLACEHOLDER_REGISTRY
+from appliance.export.inputs import PLACEHOLDER_DIGEST, PLACEHOLDER_REGISTRY, Sized
 from appliance.registry import DeploymentRecord
 from appliance.specs import EnvironmentSpec, ModelSpec, SpecError, split_ref
 from appliance.specs.names import ENDPOINT_NAME
@@ -132,7 +132,17 @@ def _online_unit(control: Control, rec: DeploymentRecord, data: ExportIn, say: A
             image = _placeholder(packaged["image"], packaged["id"], data.registry)
     return OnlineUnit(spec=spec, image=image, kind=kind, model_name=plan.model_name,
                       model_version=plan.model_version, port=plan.port if kind == "custom" else 8080,
-                      liveness_path=live, readiness_path=ready, scoring_path=score)
+                      liveness_path=live, readiness_path=ready, scoring_path=score, sized=_sized(control, rec))
+
+
+def _sized(control: Control, rec: DeploymentRecord) -> Sized | None:
+    """The CPU and memory `deployment profile` recommended for the deployment, if it was profiled."""
+    stored = control.registry.find_profile(rec.spec.endpoint_name, rec.spec.name) or {}
+    recommended = stored.get("recommendation") or {}
+    try:
+        return Sized(cpu_millicores=int(recommended["cpu_millicores"]), memory_mib=int(recommended["memory_mib"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _azure(control: Control, names: list[str]) -> dict[str, Any]:

@@ -33,6 +33,8 @@ from appliance.registry.sealed import SealError
 from appliance.router import DataPlane, RoutingTable
 from appliance.runtime import Supervisor
 from appliance.runtime.container import remove_orphans
+from appliance.telemetry import monitor
+from appliance.telemetry.prometheus import Metrics
 from appliance.telemetry.requestlog import RequestLog
 
 log = logging.getLogger("appliance")
@@ -89,7 +91,8 @@ def default_max_instances() -> int:
 def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_bytes: int = 1_572_864,
           request_log: bool = True, request_log_retention: float | None = None, watch: bool = False,
           runtime: str | None = None, base_image: str = images.DEFAULT_BASE, limits: Limits | None = None,
-          max_instances: int | None = None, request_log_max_bytes: int | None = None) -> int:
+          max_instances: int | None = None, request_log_max_bytes: int | None = None,
+          metrics_open: bool = False) -> int:
     home = Home(root)
     try:
         home.lock()
@@ -136,8 +139,11 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     control.listeners.append(reload.sync)
     base_url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
 
+    collected_retention = monitor.Retention(home.root, request_log_retention)  # collected data: the log's retention
+
     async def startup() -> None:
         requests.start()
+        collected_retention.start()
         with contextlib.suppress(images.DockerUnavailable):  # no engine: nothing of ours can be running there
             if removed := remove_orphans(supervisor.engine, str(home.root)):
                 log.info("removed %d container(s) left behind by an earlier daemon on this home", removed)
@@ -155,6 +161,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     async def shutdown() -> None:
         log.info("shutting down: stopping instances")
         await reload.close()
+        await collected_retention.stop()
         await control.jobs.shutdown()  # unfinished jobs stay so in the ledger: the next daemon resumes them
         await dataplane.drain(timeout=5)
         await supervisor.stop_all()
@@ -168,7 +175,8 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
     app = create_app(control, requests, dataplane, base_url, [startup], [shutdown])
     limits = limits or Limits()
     limits = dataclasses.replace(limits, max_connections=connection_cap(limits.max_connections, raise_fd_limit()))
-    dispatcher = Dispatcher(app, dataplane, token, host, port, BatchRest(control, token))
+    dispatcher = Dispatcher(app, dataplane, token, host, port, BatchRest(control, token),
+                            Metrics(dataplane, supervisor, requests), metrics_open)
     config = uvicorn.Config(dispatcher, host=host, port=port, lifespan="on", http=protocol_class(limits),
                             loop="uvloop", access_log=False,
                             # uvicorn annotates an int, but only hands it to loop.call_later: a float works

@@ -27,6 +27,7 @@ from appliance.specs import (
     OnlineDeploymentSpec,
     OnlineEndpointSpec,
 )
+from appliance.telemetry.sizing import Profile
 
 
 def _utc(at: datetime) -> datetime:
@@ -59,6 +60,7 @@ class DeploymentView(OnlineDeploymentSpec, kw_only=True):
     traffic: int  # percent of the endpoint's live traffic
     created_at: datetime
     updated_at: datetime
+    profile: Profile | None = None  # the last `deployment profile`: its curve and recommended size
 
 
 def model(rec: ModelRecord) -> ModelView:
@@ -77,7 +79,8 @@ def endpoint(rec: EndpointRecord, base_url: str) -> EndpointView:
                         created_at=_utc(rec.created_at), updated_at=_utc(rec.updated_at))
 
 
-def deployment(rec: DeploymentRecord, runtime: DeploymentRuntime | None, traffic: int) -> DeploymentView:
+def deployment(rec: DeploymentRecord, runtime: DeploymentRuntime | None, traffic: int,
+               profile: Profile | None = None) -> DeploymentView:
     status = runtime.describe() if runtime else {}
     spec = msgspec.structs.asdict(rec.spec)
     if status.get("runtime"):  # what it runs on, once chosen (the spec's may be unset)
@@ -85,7 +88,17 @@ def deployment(rec: DeploymentRecord, runtime: DeploymentRuntime | None, traffic
     return DeploymentView(**spec, provisioning_state=status.get("provisioning_state", "Creating"),
                           error=status.get("error"), provider=status.get("provider"),
                           instances=status.get("instances", []), traffic=traffic,
-                          created_at=_utc(rec.created_at), updated_at=_utc(rec.updated_at))
+                          created_at=_utc(rec.created_at), updated_at=_utc(rec.updated_at), profile=profile)
+
+
+def stored_profile(value: dict[str, Any] | None) -> Profile | None:
+    """A stored profile as its struct (None: none stored, or one this version can't read)."""
+    if value is None:
+        return None
+    try:
+        return msgspec.convert(value, Profile)
+    except msgspec.ValidationError:
+        return None
 
 
 def event(ev: Event) -> Event:

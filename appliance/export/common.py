@@ -108,8 +108,10 @@ def sku(instance_type: str | None) -> tuple[float, int, int, bool]:
     return cpu, mem, 1 if is_gpu_sku(instance_type) else 0, not instance_type
 
 
-def resources(instance_type: str | None, explicit: dict[str, Any] | None) -> tuple[dict[str, Any], int]:
+def resources(instance_type: str | None, explicit: dict[str, Any] | None,
+              sized: tuple[int, int] | None = None) -> tuple[dict[str, Any], int]:
     """Requests and limits (and the GPU count): a Kubernetes deployment's own `resources` as written,
+    else what `deployment profile` measured (`sized`: CPU millicores, memory MiB; GPUs still the SKU's),
     else from the SKU table."""
     if explicit:
         out = {k: {r: str(v) if not isinstance(v, int) else v for r, v in (explicit.get(k) or {}).items()}
@@ -118,8 +120,11 @@ def resources(instance_type: str | None, explicit: dict[str, Any] | None) -> tup
         return out, gpus
     cpu, mem, gpus, _ = sku(instance_type)
     cpu_text = str(int(cpu)) if cpu == int(cpu) else f"{int(cpu * 1000)}m"
-    requests: dict[str, Any] = {"cpu": cpu_text, "memory": f"{mem}Gi"}
-    limits: dict[str, Any] = {"memory": f"{mem}Gi"}
+    mem_text = f"{mem}Gi"
+    if sized is not None:
+        cpu_text, mem_text = f"{sized[0]}m", f"{sized[1]}Mi"
+    requests: dict[str, Any] = {"cpu": cpu_text, "memory": mem_text}
+    limits: dict[str, Any] = {"memory": mem_text}
     if gpus:
         requests[GPU_RESOURCE] = gpus
         limits[GPU_RESOURCE] = gpus

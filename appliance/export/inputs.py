@@ -30,6 +30,15 @@ class ImageRef:
 
 
 @dataclass(frozen=True)
+class Sized:
+    """A deployment's measured size (`deployment profile`'s recommendation): the container's requests
+    instead of the SKU table's."""
+
+    cpu_millicores: int
+    memory_mib: int
+
+
+@dataclass(frozen=True)
 class OnlineUnit:
     spec: OnlineDeploymentSpec
     image: ImageRef
@@ -40,6 +49,7 @@ class OnlineUnit:
     liveness_path: str = "/"
     readiness_path: str = "/"
     scoring_path: str = "/score"
+    sized: Sized | None = None  # from `deployment profile`, when it was profiled
 
 
 @dataclass(frozen=True)

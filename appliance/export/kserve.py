@@ -14,7 +14,7 @@ from typing import Any
 from appliance.export import common
 from appliance.export.gateway import live, mirror
 from appliance.export.inputs import OnlineEndpointExport, OnlineUnit
-from appliance.export.workloads import container, names
+from appliance.export.workloads import container, names, sized
 
 TRITON = "kserve-tritonserver"
 
@@ -35,7 +35,7 @@ def predictor(unit: OnlineUnit) -> dict[str, Any]:
         out["scaleTarget"] = scale.target_utilization_percentage or 70
     cont, volumes, gpus = container(unit, "kserve-container")
     if unit.kind == "onnx":
-        res, _ = common.resources(spec.instance_type, spec.resources)
+        res, _ = common.resources(spec.instance_type, spec.resources, sized(unit))
         out["model"] = {"modelFormat": {"name": "onnx"}, "runtime": TRITON, "protocolVersion": "v2",
                         "storageUri": storage_placeholder(unit), "resources": res}
     else:

@@ -34,7 +34,8 @@ def render(online: list[OnlineEndpointExport], batches: list[BatchEndpointExport
         for unit in sorted(export.deployments, key=lambda u: u.spec.name):
             folder = workloads.names(ep, unit)
             subject = f"deployment {ep}/{unit.spec.name}"
-            if (note := common.sku_warning(unit.spec.instance_type, subject)) and not unit.spec.resources:
+            if (note := common.sku_warning(unit.spec.instance_type, subject)) and not unit.spec.resources \
+                    and not unit.sized:
                 warnings.append(note)
             if unit.kind == "custom":
                 warnings.append(f"{subject}: a custom container; it must serve on port {unit.port} as user "

@@ -17,6 +17,11 @@ def unit_labels(unit: OnlineUnit) -> dict[str, str]:
     return common.labels(unit.spec.endpoint_name, unit.spec.name, unit.model_version, "online-deployment")
 
 
+def sized(unit: OnlineUnit) -> tuple[int, int] | None:
+    """(CPU millicores, memory MiB) of the deployment's profile, if it was profiled."""
+    return (unit.sized.cpu_millicores, unit.sized.memory_mib) if unit.sized else None
+
+
 def keys_secret(endpoint: str) -> str:
     """The Secret holding the endpoint's keys (created by the user from get-credentials; never exported)."""
     return common.k8s_name(endpoint, "keys")
@@ -26,7 +31,7 @@ def container(unit: OnlineUnit, name: str = "worker") -> tuple[dict[str, Any], l
     """The worker container, the pod's volumes, and its GPU count."""
     spec = unit.spec
     base = names(spec.endpoint_name, unit)
-    res, gpus = common.resources(spec.instance_type, spec.resources)
+    res, gpus = common.resources(spec.instance_type, spec.resources, sized(unit))
     volumes, mounts = common.tmp_volumes()
     volumes.append({"name": "endpoint-keys", "secret": {"secretName": keys_secret(spec.endpoint_name),
                                                         "defaultMode": 0o440}})

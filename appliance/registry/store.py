@@ -20,6 +20,7 @@ import msgspec
 
 from appliance.registry.artifacts import Artifact, ArtifactStore
 from appliance.registry.batch import BatchTables
+from appliance.registry.profiles import ProfileTables
 from appliance.registry.records import (
     DeploymentRecord,
     EndpointRecord,
@@ -58,7 +59,7 @@ def _quoted(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-class Registry(BatchTables):
+class Registry(BatchTables, ProfileTables):
     """`secret_key` (32 bytes, the home's secrets.key) seals the endpoint keys: they are encrypted on
     write and opened on read, so records hold them in plaintext and the file never does."""
 
@@ -349,6 +350,7 @@ class Registry(BatchTables):
     def delete_endpoint(self, name: str) -> None:
         with self.transaction():
             self._exec("DELETE FROM online_deployments WHERE endpoint_name = ?", [name])
+            self.delete_profiles(name)
             self._exec("DELETE FROM online_endpoints WHERE name = ?", [name])
 
     # -- online deployments -----------------------------------------------------------------
@@ -388,6 +390,7 @@ class Registry(BatchTables):
 
     def delete_deployment(self, endpoint: str, name: str) -> None:
         self._exec("DELETE FROM online_deployments WHERE endpoint_name = ? AND name = ?", [endpoint, name])
+        self.delete_profiles(endpoint, name)
 
     # -- events -----------------------------------------------------------------------------
 

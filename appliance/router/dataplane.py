@@ -27,6 +27,7 @@ from appliance.router.admission import Gate
 from appliance.router.table import EndpointRoute, RoutingTable
 from appliance.runtime import DeploymentRuntime, Instance, Response
 from appliance.telemetry.events import RequestEvent
+from appliance.telemetry.prometheus import BOUNDS, Traffic, bucket
 
 log = logging.getLogger("appliance.router")
 
@@ -92,6 +93,9 @@ class DataPlane:
         # Strangers' requests cost no request-log row (anyone can send them, as fast as they like): counted.
         self.refused_unknown_endpoint = 0
         self.refused_unauthenticated = 0
+        # Known callers' requests, counted whether or not the log is on: (endpoint, deployment) → counts,
+        # read by GET /metrics (appliance.telemetry.prometheus), which drops those of deleted endpoints.
+        self.traffic: dict[tuple[str, str], Traffic] = {}
         self._gates: weakref.WeakKeyDictionary[DeploymentRuntime, Gate] = weakref.WeakKeyDictionary()
         self._random = random.random
 
@@ -161,12 +165,31 @@ class DataPlane:
             reply.append((b"x-ms-request-id", req.request_id))
         # The row is taken just before the answer goes out, not after: code run right after the socket
         # write runs on cold caches here (measured: the same row cost about 3 µs more a request after).
-        row = self._row(req, status, payload) if known else None
+        row = None
+        if known:
+            elapsed = time.perf_counter() - req.started
+            traffic = self.traffic.get((endpoint, req.deployment)) or self._traffic(endpoint, req.deployment)
+            traffic.latency[bucket(BOUNDS, elapsed)] += 1
+            traffic.seconds += elapsed
+            codes = traffic.codes
+            codes[status] = codes.get(status, 0) + 1
+            if self.recorder is not None:
+                row = self._row(req, status, payload, elapsed)
         if mirror is None:
             self._record(row)
         await _send(send, status, payload, reply, content_type)
         if mirror:  # the live answer is out: now, and only now, the copy (recorded with the live row)
-            await self._mirror(*mirror, req, method, target, row, payload)
+            await self._mirror(*mirror, req, method, target, row, status, payload)
+
+    def _traffic(self, endpoint: str, deployment: str) -> Traffic:
+        traffic = self.traffic.get((endpoint, deployment))
+        if traffic is None:
+            traffic = self.traffic[endpoint, deployment] = Traffic()
+        return traffic
+
+    def gate(self, deployment: DeploymentRuntime) -> Gate | None:
+        """The deployment's admission gate, once a request has been through it."""
+        return self._gates.get(deployment)
 
     async def _forward(self, deployment: DeploymentRuntime, req: _Request, method: str, target: str,
                        forwarded: Headers) -> Response:
@@ -176,7 +199,7 @@ class DataPlane:
         if gate is None:
             gate = self._gates[deployment] = Gate()
         limit = settings.max_concurrent_requests_per_instance * deployment.plan.instance_count
-        if not gate.admit(limit) and not await gate.wait(limit, settings.max_queue_wait_ms / 1000):
+        if not gate.admit(limit) and not await self._queue(gate, limit, settings.max_queue_wait_ms / 1000, req):
             raise HTTPError(429, f"deployment {req.deployment!r} is at its limit of {limit} concurrent requests "
                                  f"and none finished within max_queue_wait_ms={settings.max_queue_wait_ms}")
         try:
@@ -202,8 +225,18 @@ class DataPlane:
         finally:
             gate.release()
 
+    async def _queue(self, gate: Gate, limit: int, wait_seconds: float, req: _Request) -> bool:
+        """Wait for a slot (at the limit), counted as queued meanwhile."""
+        traffic = self._traffic(req.endpoint, req.deployment)
+        traffic.queued += 1
+        try:
+            return await gate.wait(limit, wait_seconds)
+        finally:
+            traffic.queued -= 1
+
     async def _mirror(self, deployment: DeploymentRuntime, name: str, forwarded: Headers, live: _Request,
-                      method: str, target: str, row: RequestEvent | None, live_payload: bytes) -> None:
+                      method: str, target: str, row: RequestEvent | None, live_status: int,
+                      live_payload: bytes) -> None:
         """The copy runs in the live request's own task, after its response is complete: the server has
         already moved on to the caller's next request, and no task per copy is made. The live row is
         recorded with the copy's outcome, or alone when the copy is dropped."""
@@ -230,16 +263,17 @@ class DataPlane:
             status = 500
         finally:
             self.mirrors_in_flight -= 1
+        traffic = self._traffic(req.endpoint, name)
+        traffic.mirrored += 1
+        if status == 200 and live_status == 200 and payload == live_payload:
+            traffic.agreed += 1
         if row is not None:
             self._record((*row, zlib.crc32(live_payload), name, req.instance, status,
                           (time.perf_counter() - req.started) * 1000, len(payload), zlib.crc32(payload)))
 
-    def _row(self, req: _Request, status: int, payload: bytes) -> RequestEvent | None:
-        if self.recorder is None:
-            return None
+    def _row(self, req: _Request, status: int, payload: bytes, elapsed: float) -> RequestEvent:
         return (req.at, req.request_id.decode(errors="replace"), req.endpoint, req.deployment, req.instance,
-                False, status, (time.perf_counter() - req.started) * 1000, len(req.body), len(payload),
-                req.key_id, None)
+                False, status, elapsed * 1000, len(req.body), len(payload), req.key_id, None)
 
     def _record(self, event: RequestEvent | None) -> None:
         if event is not None and self.recorder is not None:

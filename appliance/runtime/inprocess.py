@@ -21,6 +21,7 @@ from typing import Any
 from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.transport import RequestHeaders, Response
+from appliance.scoring import collect
 from appliance.scoring.app import Reply, Worker
 from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
 
@@ -50,22 +51,26 @@ class DirectClient:
             json_length = None
             if path.startswith("/v2"):  # Triton's binary extension
                 json_length = next((v for k, v in headers if k == b"inference-header-content-length"), None)
+            request_id = None
+            if self.worker.collection is not None:  # the data collector's correlation id
+                request_id = next((v for k, v in headers if k == b"x-request-id"), None)
             if self.inline:
                 # Timed one call in SAMPLE: reading the CPU clock twice costs a tenth of a cheap model's call.
                 self._calls += 1
                 call = self._timed if self._calls % SAMPLE == 0 else self.worker.handle
-                status, ctype, payload, extra = call(method, path, body, json_length)
+                status, ctype, payload, extra = call(method, path, body, json_length, request_id)
             else:
                 pooled = asyncio.get_running_loop().run_in_executor(self._pool, self._timed, method, path, body,
-                                                                    json_length)
+                                                                    json_length, request_id)
                 status, ctype, payload, extra = await asyncio.wait_for(pooled, timeout)
         return Response(status, [(b"content-type", ctype), *extra], payload)
 
-    def _timed(self, method: str, path: str, body: bytes, json_length: bytes | None) -> Reply:
+    def _timed(self, method: str, path: str, body: bytes, json_length: bytes | None,
+               request_id: bytes | None = None) -> Reply:
         # CPU time, not the wall clock: a wait for the GIL (another thread took it while onnxruntime had
         # let it go) is not the model's cost, and would send a cheap model to the threads for nothing.
         started = time.thread_time()
-        reply = self.worker.handle(method, path, body, json_length)
+        reply = self.worker.handle(method, path, body, json_length, request_id)
         elapsed = time.thread_time() - started
         average = self.average
         self.average = elapsed if average is None else average + _WEIGHT * (elapsed - average)
@@ -77,6 +82,8 @@ class DirectClient:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.worker.collection is not None:
+            self.worker.collection.config.close()  # what is collected so far is written
 
 
 class InProcessInstance:
@@ -108,7 +115,8 @@ class InProcessInstance:
             self._say("stderr", f"cannot load the model: {type(exc).__name__}: {exc}")
             self._exit.set_result(3)
             return
-        self.client = DirectClient(Worker(name, version, model=model),
+        config = collect.Config.from_environment({collect.ENV: plan.data_collection or ""})
+        self.client = DirectClient(Worker(name, version, model=model, collection=collect.no_code(config)),
                                    plan.request_settings.max_concurrent_requests_per_instance, cost)
         self._say("stderr", f"model {name}:{version} loaded from {model.path} on {model.provider}, "
                             "inside the daemon (runtime: inprocess)")

@@ -29,6 +29,7 @@ class LaunchPlan:
     routes: tuple[str, str, str] = ("/score", "/", "/")  # scoring, liveness, readiness paths
     gpu: bool = False  # docker: ask the engine for GPUs
     model_mount: str | None = None  # docker: where the model goes (AZUREML_MODEL_DIR); None: Azure's default
+    data_collection: str | None = None  # the worker's APPLIANCE_DATA_COLLECTION (scoring/collect.py), or None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -40,5 +41,5 @@ class LaunchPlan:
             return False
         fields = ("model_dir", "code_dir", "scoring_script", "environment_variables", "requirements", "python",
                   "model_name", "model_version", "runtime", "image", "port", "routes", "gpu",
-                  "model_mount")
+                  "model_mount", "data_collection")
         return all(getattr(self, f) == getattr(other, f) for f in fields)

@@ -17,6 +17,7 @@ from appliance.builder.run import host_environment
 from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.transport import HTTPClient
+from appliance.scoring import collect
 
 TAIL_LINES = 40
 
@@ -61,6 +62,8 @@ class ProcessInstance:
         env["APPLIANCE_MODEL_NAME"] = plan.model_name or plan.deployment
         env["APPLIANCE_MODEL_VERSION"] = plan.model_version or "1"
         env["APPLIANCE_INSTANCE"] = self.name
+        if plan.data_collection:
+            env[collect.ENV] = plan.data_collection
         if plan.python:  # an environment's venv: this daemon's scoring code, none of its other packages
             own = dict(plan.environment_variables).get("PYTHONPATH")
             path = venv.worker_path(self.socket.parent / "worker-path")

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         elif model_dir:
             model = OnnxModel(find_onnx_file(Path(model_dir)))
             model.warm_up()
-            worker = Worker(name, version, model=model)
+            from appliance.scoring import collect
+
+            worker = Worker(name, version, model=model, collection=collect.no_code(collect.process_config()))
             print(f"model {name}:{version} loaded from {model.path} on {model.provider}", file=sys.stderr,
                   flush=True)
         else:

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from appliance.scoring import auth, swagger
+from appliance.scoring.collect import NoCodeCollection
 from appliance.scoring.mlflow_model import MlflowModel
 from appliance.scoring.onnx_model import BadInput, OnnxModel
 from appliance.scoring.script import ScriptScorer
@@ -41,8 +42,10 @@ class Worker:
 
     def __init__(self, name: str, version: str, model: OnnxModel | None = None,
                  script: ScriptScorer | None = None, mlflow: MlflowModel | None = None,
-                 keys: tuple[bytes, ...] | None = None) -> None:
+                 keys: tuple[bytes, ...] | None = None,
+                 collection: NoCodeCollection | None = None) -> None:
         self.keys = keys  # set: requests need one of them (auth.py); None: the router in front checks
+        self.collection = collection  # the data collector's model_inputs/model_outputs (no-code ONNX only)
         self.model = model
         self.script = script
         self.mlflow = mlflow  # a no-code MLflow model: /score only, in Azure's MLflow shapes
@@ -73,8 +76,9 @@ class Worker:
             status, headers, payload = await self.script.handle(scope, body)
         else:
             try:
-                status, ctype, payload, extra = self.handle(scope["method"], scope["path"], body,
-                                                            _header(scope, b"inference-header-content-length"))
+                status, ctype, payload, extra = self.handle(
+                    scope["method"], scope["path"], body, _header(scope, b"inference-header-content-length"),
+                    _header(scope, b"x-request-id") if self.collection is not None else None)
             except Exception as exc:  # a fault of the worker's: JSON too, and the reason in its log
                 log.exception("%s %s failed", scope["method"], _clip(scope["path"]))
                 status, ctype, payload, extra = _json(500, {"message": f"the worker failed: {type(exc).__name__}"})
@@ -82,10 +86,11 @@ class Worker:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    def handle(self, method: str, path: str, body: bytes, json_length: bytes | None = None) -> Reply:
+    def handle(self, method: str, path: str, body: bytes, json_length: bytes | None = None,
+               request_id: bytes | None = None) -> Reply:
         if path == "/score":
             if method == "POST":
-                return self.score(body)
+                return self.score(body, request_id)
             if method == "OPTIONS":
                 return 200, TEXT, b"", [(b"allow", b"GET, POST, OPTIONS")]
             if method == "GET":
@@ -115,7 +120,7 @@ class Worker:
             return self.v2(method, path, body, json_length)
         return _json(404, {"message": f"no route {method} {_clip(path)}"})
 
-    def score(self, body: bytes) -> Reply:
+    def score(self, body: bytes, request_id: bytes | None = None) -> Reply:
         model: Any = self.model if self.model is not None else self.mlflow
         assert model is not None
         started = time.perf_counter()
@@ -125,7 +130,10 @@ class Worker:
             return _json(400, {"message": f"the request body is not valid JSON: {_why(exc)}"},
                          (b"x-appliance-input-error", b"1"))
         try:
-            result = model.predict(payload)
+            if self.collection is not None and self.model is not None:
+                result = self.collection.predict(model, payload, request_id)
+            else:
+                result = model.predict(payload)
         except BadInput as exc:  # refused before the model ran: the router passes this 400 on as is
             return _json(400, {"message": str(exc)}, (b"x-appliance-input-error", b"1"))
         except Exception as exc:  # the model itself failed: azmlinfsrv answers 500

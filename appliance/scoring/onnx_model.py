@@ -239,7 +239,10 @@ class OnnxModel:
 
     def predict(self, payload: Any) -> Any:
         """Azure-style: one output → its values; several → {output name: values}."""
-        results = self.run(self.feeds(self.named_values(payload)))
+        return self.answer(self.run(self.feeds(self.named_values(payload))))
+
+    def answer(self, results: list[Any]) -> Any:
+        """The results of `run` as `predict` answers them."""
         if len(results) == 1:
             return _plain(results[0])
         named = {}

@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from appliance.scoring import contrib
+from appliance.scoring import collect, contrib, monitoring
 from appliance.scoring.script_swagger import ScriptSwagger, schema_util
 
 log = logging.getLogger("azmlinfsrv.user_script")
@@ -91,6 +91,7 @@ class ScriptScorer:
         enabled = os.environ.get("SERVER_VERSION_LOG_RESPONSE_ENABLED", "true").lower() == "true"
         self.server_version = SERVER_VERSION if enabled else os.environ.get("HTTP_X_MS_SERVER_VERSION", "")
         contrib.install()
+        monitoring.install()  # azureml-ai-monitoring's Collector, unless the script's environment has it
         try:
             spec = importlib.util.spec_from_file_location("entry_module", self.path)
             assert spec and spec.loader
@@ -172,7 +173,7 @@ class ScriptScorer:
             if refusal:
                 status, out, payload = _error(431, refusal)
             elif path == "/score":
-                status, out, payload = await self._score(method, scope, headers, body)
+                status, out, payload = await self._score(method, scope, headers, body, request_id)
             elif method == "OPTIONS":
                 status, out, payload = 200, [("Content-Type", HTML), ("Allow", "GET, HEAD, OPTIONS")], b""
             elif path == "/":
@@ -196,7 +197,8 @@ class ScriptScorer:
             out.append(("TraceId", headers["traceid"]))
         return status, out, payload
 
-    async def _score(self, method: str, scope: dict[str, Any], headers: dict[str, str], body: bytes) -> Reply:
+    async def _score(self, method: str, scope: dict[str, Any], headers: dict[str, str], body: bytes,
+                     request_id: str | None = None) -> Reply:
         def environ() -> dict[str, Any]:
             return _environ(scope, headers, body)
 
@@ -204,7 +206,7 @@ class ScriptScorer:
             wsgi = environ()
 
             def call() -> Any:
-                with self._flask.request_context(wsgi):
+                with self._flask.request_context(wsgi), collect.serving(request_id):
                     return self._call({self._params[0].name: sys.modules["flask"].request}, headers)
         else:
             if method == "OPTIONS":
@@ -217,7 +219,8 @@ class ScriptScorer:
                 return _error(exc.status, exc.message)
 
             def call() -> Any:
-                return self._call(params, headers)
+                with collect.serving(request_id):  # for azureml.ai.monitoring's Collector in run()
+                    return self._call(params, headers)
         try:
             output, elapsed_ms = await self._runner.call(call, self.timeout_ms / 1000 if self.timeout_ms > 0 else None)
         except TimeoutError:  # azmlinfsrv takes any TimeoutError out of run() for its timer's

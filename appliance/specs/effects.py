@@ -30,7 +30,6 @@ RULES: dict[type, tuple[_Rule, ...]] = {
         ("scale_settings", "recorded", _SET),  # autoscale: instance_count is what runs
         ("resources", "recorded", _SET),  # Kubernetes requests/limits
         ("type", "recorded", _SET),  # managed or kubernetes
-        ("data_collector", "not emulated", _SET),
         ("app_insights_enabled", "not emulated", bool),
         ("egress_public_network_access", "not emulated", lambda v: v == "disabled"),
     ),

@@ -16,6 +16,8 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
             runs these alone
   tui       (b) with `appliance tui` open in a tmux terminal on its live endpoints view, alternated with
             it closed (`--only tui`)
+  prometheus (b) with GET /metrics scraped once a second (as Prometheus would, with the admin token),
+            alternated with no scraper (`--only prometheus`)
 Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
 share of its own c16 throughput (openloop.py: latency from the scheduled send time); every server after
 (a) gets a second open-loop run at (a)'s rate, the same offered load for the tails. The request-log
@@ -51,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,6 +122,7 @@ class Bench:
         self.profiles: dict[str, Any] = {}
         self.daemon_apply: Daemon | None = None
         self.batch: dict[str, Any] | None = None  # batch_bench.measure's
+        self._scraping: threading.Event | None = None  # the prometheus arm's scraper, while one runs
 
     def log(self, message: str) -> None:
         self.console.print(f"[dim]{time.strftime('%H:%M:%S')} {message}[/dim]", highlight=False)
@@ -197,7 +201,7 @@ class Bench:
                     stack.callback(proc.stop)
                     self.measure("a", target)
                     proc.stop()
-                if any(self.wanted(k) for k in ("b", "b-nolog", "b-mirror", "c", "tui")):
+                if any(self.wanted(k) for k in ("b", "b-nolog", "b-mirror", "c", "tui", "prometheus")):
                     self.appliance(project, stack)
                 for key, start in (("d", start_worker), ("e", start_floor)):
                     if self.wanted(key):
@@ -243,12 +247,15 @@ class Bench:
             self.measure("c", daemon.target("c", "bench-script"))
         if self.wanted("tui"):
             self.alternate_arms("tui", project, files[:4])
+        if self.wanted("prometheus"):
+            self.alternate_arms("prometheus", project, files[:4])
         daemon.stop()
 
     def alternate_arms(self, name: str, project: Project, files: list[str]) -> None:
-        """A/B runs of `name` ("request_log", "mirror" or "tui"), each pair on a fresh daemon, the arms
-        switched on it between the runs (`appliance request-log on|off`; `endpoint update --mirror-traffic`;
-        `appliance tui` attached in a tmux terminal, on its live endpoints view, or not running). Two
+        """A/B runs of `name` ("request_log", "mirror", "tui" or "prometheus"), each pair on a fresh daemon,
+        the arms switched on it between the runs (`appliance request-log on|off`; `endpoint update
+        --mirror-traffic`; `appliance tui` attached in a tmux terminal, on its live endpoints view, or not
+        running; a scraper of GET /metrics once a second, or none). Two
         processes differ by a few µs per request on their own (heap layout, address space): one process
         per pair keeps that out of the pair's ratio, and a fresh one for each pair keeps any one process
         from biasing every pair. A switched-off log first writes what it holds, so that no arm pays for
@@ -259,6 +266,8 @@ class Bench:
                 for arm in ("on", "off") if i % 2 == 0 else ("off", "on"):
                     if name == "tui":
                         self._tui(daemon, arm == "on", stack)
+                    elif name == "prometheus":
+                        self._scraper(daemon, arm == "on", stack)
                     elif name == "mirror":
                         daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic",
                                    f"shadow={50 if arm == 'on' else 0}")
@@ -286,6 +295,40 @@ class Bench:
             return "REQ/S" in shown.stdout
 
         wait_until(showing, 30, "the terminal UI's endpoints view")
+
+    def _scraper(self, daemon: Daemon, on: bool, stack: contextlib.ExitStack) -> None:
+        """A thread here scraping `daemon`'s GET /metrics once a second, as Prometheus would (one kept-alive
+        connection, the admin token), while the arm runs; off: the previous arm's scraper stopped."""
+        if self._scraping is not None:
+            self._scraping.set()
+            self._scraping = None
+        if not on:
+            return
+        stop = self._scraping = threading.Event()
+        headers = daemon.admin
+        took: list[float] = []
+
+        def scrape() -> None:
+            with httpx.Client(base_url=daemon.url, headers=headers, timeout=10) as client:
+                while not stop.is_set():
+                    started = time.perf_counter()
+                    answer = client.get("/metrics")
+                    took.append(time.perf_counter() - started)
+                    answer.raise_for_status()
+                    stop.wait(max(0.0, 1.0 - (time.perf_counter() - started)))
+
+        thread = threading.Thread(target=scrape, name="metrics-scraper", daemon=True)
+        thread.start()
+
+        def finish() -> None:
+            stop.set()
+            thread.join(15)
+            if took:
+                self.log(f"    /metrics scraped {len(took)} times, median {statistics.median(took) * 1000:.1f} ms "
+                         f"(max {max(took) * 1000:.1f} ms)")
+
+        stack.callback(finish)
+        wait_until(lambda: bool(took), 15, "the first /metrics scrape")
 
     def _ab_daemon(self, label: str, project: Project, files: list[str],
                    stack: contextlib.ExitStack) -> tuple[Daemon, Target]:
@@ -606,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cap on the open-loop rate: past it the Python generator itself adds latency")
     parser.add_argument("--pin", choices=["split", "client", "none"], default="split",
                         help="split: client on CPU 0, servers on CPU 1; client: only the client pinned")
-    parser.add_argument("--only", nargs="+", choices=[*ORDER, "batch", "tui"],
+    parser.add_argument("--only", nargs="+", choices=[*ORDER, "batch", "tui", "prometheus"],
                         help="run only these scenarios (batch: the batch jobs' targets, batch_bench.py)")
     parser.add_argument("--batch-runs", type=int, default=3,
                         help="batch: alternated runs of each arm (and of the score.py job); medians")

@@ -8,7 +8,7 @@ their traffic, update or delete them. What is held back, and why:
 
 - `POST /environments/{name}/build` and `POST .../deployments/{name}/package` build Docker images (minutes):
   they are fuzzed against names that don't exist, so their parameters, 404s and schema are checked but no
-  build starts.
+  build starts. So is `POST .../deployments/{name}/profile`, which loads a deployment for minutes.
 - Azure ML documents (`/apply`, `/apply/stream`, `POST /models`), traffic maps and `deployment update --set`
   are valid or not by rules no JSON schema says (files must exist, references resolve, traffic adds up to 0
   or 100 over deployments the endpoint has): there a schema-valid request may be refused with a 400.
@@ -40,7 +40,7 @@ include-path-regex = '^/api/v1/(apply(/stream)?|models|data|export|batch-endpoin
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
 [[operations]]
-include-path-regex = '^/api/v1/endpoints/(\{name\}/traffic|\{endpoint\}/deployments/\{name\}/update)$'
+include-path-regex = '^/api/v1/endpoints/(\{name\}/traffic|\{endpoint\}/drift|\{endpoint\}/deployments/\{name\}/update)$'
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
 [[operations]]
@@ -50,6 +50,11 @@ parameters = { "path.name" = "no-such-environment" }
 [[operations]]
 include-path = "/api/v1/endpoints/{endpoint}/deployments/{name}/package"
 parameters = { "path.endpoint" = "no-such-endpoint" }
+
+[[operations]]
+include-path = "/api/v1/endpoints/{endpoint}/deployments/{name}/profile"
+parameters = { "path.endpoint" = "no-such-endpoint" }
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 """
 
 # Streamed answers are NDJSON, one object a line; the schema describes the stream as the list of its lines.

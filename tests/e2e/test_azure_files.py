@@ -55,7 +55,7 @@ def test_single_file_pickle_model_with_cloud_fields(daemon: Daemon, tmp_path: Pa
     err = result.stderr
     assert "endpoint my-ep: not emulated: identity" in err
     assert ("deployment my-ep/blue: recorded for export: instance_type, scale_settings, type; "
-            "not emulated: data_collector, egress_public_network_access") in err
+            "not emulated: egress_public_network_access") in err  # data_collector is emulated
     assert "Standard_NC6s_v3 is a GPU SKU" in err and ("found" in err)
     assert err.count("recorded for export") == 1  # once per document, not once per field
     assert daemon.score("my-ep", {"data": [[1, 2], [3, 4]]}).json() == {"coef": [1.5, 2.0], "n": 2}

@@ -75,7 +75,7 @@ def test_no_effect_fields_listed_once_per_document(tmp_path: Path) -> None:
     assert lines == [
         "ep.yml: endpoint my-ep: not emulated: identity",
         "blue.yml: deployment my-ep/blue: recorded for export: instance_type, scale_settings; "
-        "not emulated: data_collector, egress_public_network_access",
+        "not emulated: egress_public_network_access",  # data_collector is emulated (scoring/collect.py)
     ]
     assert asked == []  # no GPU SKU: no look for a GPU
 

@@ -40,7 +40,7 @@ include-path-regex = '^/api/v1/(apply(/stream)?|models|data|export|batch-endpoin
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
 [[operations]]
-include-path-regex = '^/api/v1/endpoints/(\{name\}/traffic|\{endpoint\}/drift|\{endpoint\}/deployments/\{name\}/update)$'
+include-path-regex = '^/api/v1/endpoints/(\{name\}/traffic|\{endpoint\}/(drift|deployments/\{name\}/update))$'
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
 [[operations]]

@@ -442,7 +442,9 @@ def set_field(body: dict[str, Any], dotted: str, value: str) -> None:
         raise SpecError(f"invalid value {shown!r}: {exc.message}", field=dotted) from None
     *parents, last = dotted.split(".")
     for part in parents:
-        child = body.setdefault(part, {})
+        if body.get(part) is None:  # unset (a stored spec writes it as null): a mapping to fill
+            body[part] = {}
+        child = body[part]
         if not isinstance(child, dict):
             raise SpecError(f"{part!r} is not a mapping, so {dotted!r} can't be set", field=dotted)
         body = child

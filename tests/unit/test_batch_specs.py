@@ -154,3 +154,15 @@ def test_a_stored_online_deployment_is_not_read_as_a_batch_one(tmp_path: Path) -
     assert parse(body, "<update>", tmp_path).kind == "online_deployment"
     batch = msgspec.to_builtins(BatchDeploymentSpec(name="main", endpoint_name="ep1", model="azureml:m:1"))
     assert parse(batch, "<update>", tmp_path).kind == "batch_deployment"
+
+
+def test_set_reaches_into_a_mapping_field_that_is_not_set_yet() -> None:
+    """`update --set data_collector.collections.model_inputs.enabled=true` on a deployment without a
+    data_collector: the stored body has `data_collector: null`, which is no refusal but a mapping to fill."""
+    from appliance.specs import set_field
+
+    body: dict[str, object] = {"name": "blue", "data_collector": None}
+    set_field(body, "data_collector.collections.model_inputs.enabled", "true")
+    assert body["data_collector"] == {"collections": {"model_inputs": {"enabled": True}}}
+    with pytest.raises(SpecError, match="not a mapping"):
+        set_field({"name": "blue"}, "name.first", "x")

@@ -40,7 +40,7 @@ CORRELATION, TIMESTAMP = "correlation_id", "timestamp"
 _SCALE = float(2 ** 64)
 log = logging.getLogger("appliance.scoring.collect")
 
-Columns = dict[str, list[Any]]
+Columns = dict[str, Any]  # name → a list or a 1-D numpy array of the record's values
 Record = tuple[str, float, Callable[[Any], Columns], Any]  # correlation id, time, to columns, the data
 
 
@@ -155,7 +155,7 @@ class Sink:
                 return
 
     def _write(self, collection: str, records: list[Record]) -> None:
-        by_hour: dict[str, list[dict[str, Any]]] = {}
+        by_hour: dict[str, list[tuple[str, datetime, Columns]]] = {}
         for correlation_id, at, convert, data in records:
             try:
                 columns = convert(data)
@@ -164,36 +164,74 @@ class Sink:
                 log.exception("data collection %s: a record could not be read", collection)
                 continue
             stamp = datetime.fromtimestamp(at, UTC).replace(tzinfo=None)
-            rows = by_hour.setdefault(stamp.strftime("%Y-%m-%dT%H"), [])
-            n = max((len(v) for v in columns.values()), default=0)
-            names = list(columns)
-            for i in range(n):
-                row: dict[str, Any] = {CORRELATION: correlation_id, TIMESTAMP: stamp}
-                for name in names:
-                    values = columns[name]
-                    row[name] = values[i] if i < len(values) else None
-                rows.append(row)
-        for hour, rows in by_hour.items():
-            folder = self.folder / f"collection={collection}" / f"hour={hour}"
-            folder.mkdir(parents=True, exist_ok=True)
-            self._seq += 1
-            stem = f"part-{int(time.time() * 1000)}-{os.getpid()}-{self._seq}"
-            if self.parquet:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
+            by_hour.setdefault(stamp.strftime("%Y-%m-%dT%H"), []).append((correlation_id, stamp, columns))
+        for hour, read in by_hour.items():
+            self._write_hour(collection, hour, read)
 
-                final = folder / f"{stem}.parquet"
-                temporary = folder / f".{stem}.parquet.tmp"
-                pq.write_table(pa.Table.from_pylist(rows), temporary)
-            else:
-                final = folder / f"{stem}.jsonl"
-                temporary = folder / f".{stem}.jsonl.tmp"
-                with temporary.open("w") as out:
-                    for row in rows:
-                        row[TIMESTAMP] = row[TIMESTAMP].isoformat()
-                        out.write(json.dumps(row, default=_plain) + "\n")
-            os.replace(temporary, final)
-            self.written += len(rows)
+    def _write_hour(self, collection: str, hour: str, read: list[tuple[str, datetime, Columns]]) -> None:
+        table = _as_columns(read) if self.parquet else None
+        rows = _as_rows(read) if table is None else []
+        count = len(rows) if table is None else len(table[CORRELATION])
+        folder = self.folder / f"collection={collection}" / f"hour={hour}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        stem = f"part-{int(time.time() * 1000)}-{os.getpid()}-{self._seq}"
+        if self.parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            final = folder / f"{stem}.parquet"
+            temporary = folder / f".{stem}.parquet.tmp"
+            pq.write_table(pa.table(table) if table is not None else pa.Table.from_pylist(rows), temporary)
+        else:
+            final = folder / f"{stem}.jsonl"
+            temporary = folder / f".{stem}.jsonl.tmp"
+            with temporary.open("w") as out:
+                for row in rows:
+                    row[TIMESTAMP] = row[TIMESTAMP].isoformat()
+                    out.write(json.dumps(row, default=_plain) + "\n")
+        os.replace(temporary, final)
+        self.written += count
+
+
+def _as_columns(read: list[tuple[str, datetime, Columns]]) -> dict[str, Any] | None:
+    """The records as whole columns (each record's arrays concatenated, its ids and times repeated), when
+    they all have the same columns of one length each: a request's values become no Python objects (the
+    writer shares the interpreter with the data plane when the model is served in the daemon); None
+    otherwise, for the row by row way."""
+    import numpy as np
+
+    names = list(read[0][2])
+    counts = []
+    for _, _, columns in read:
+        lengths = {len(v) for v in columns.values()}
+        if list(columns) != names or len(lengths) > 1:
+            return None
+        counts.append(lengths.pop() if lengths else 0)
+    out: dict[str, Any] = {CORRELATION: [cid for (cid, _, _), n in zip(read, counts, strict=True) for _ in range(n)],
+                           TIMESTAMP: [stamp for (_, stamp, _), n in zip(read, counts, strict=True) for _ in range(n)]}
+    for name in names:
+        chunks = [columns[name] for _, _, columns in read]
+        arrays = all(isinstance(c, np.ndarray) for c in chunks)
+        out[name] = np.concatenate(chunks) if arrays else [v for c in chunks for v in _items(c)]
+    return out
+
+
+def _as_rows(read: list[tuple[str, datetime, Columns]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for correlation_id, stamp, columns in read:
+        n = max((len(v) for v in columns.values()), default=0)
+        for i in range(n):
+            row: dict[str, Any] = {CORRELATION: correlation_id, TIMESTAMP: stamp}
+            for name, values in columns.items():
+                value: Any = values[i] if i < len(values) else None
+                row[name] = value.item() if hasattr(value, "item") else value  # a numpy scalar as Python's
+            rows.append(row)
+    return rows
+
+
+def _items(values: Any) -> list[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 def _plain(value: Any) -> Any:
@@ -278,9 +316,9 @@ def _columns(prefix: str, value: Any) -> Columns:
     if len(shape) == 0:
         return {prefix: [value.item()]}
     if len(shape) == 1:
-        return {prefix: value.tolist()}
+        return {prefix: value}
     flat = value.reshape(shape[0], -1)
-    return {f"{prefix}_{k}": flat[:, k].tolist() for k in range(flat.shape[1])}
+    return {f"{prefix}_{k}": flat[:, k] for k in range(flat.shape[1])}
 
 
 def _named_columns(named: dict[str, Any]) -> Columns:

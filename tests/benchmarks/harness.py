@@ -18,6 +18,8 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
             it closed (`--only tui`)
   prometheus (b) with GET /metrics scraped once a second (as Prometheus would, with the admin token),
             alternated with no scraper (`--only prometheus`)
+  collect   (b) with Azure's data collector on (inputs and outputs, sampling_rate 1.0), alternated with it
+            off (`--only collect`)
 Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
 share of its own c16 throughput (openloop.py: latency from the scheduled send time); every server after
 (a) gets a second open-loop run at (a)'s rate, the same offered load for the tails. The request-log
@@ -201,7 +203,7 @@ class Bench:
                     stack.callback(proc.stop)
                     self.measure("a", target)
                     proc.stop()
-                if any(self.wanted(k) for k in ("b", "b-nolog", "b-mirror", "c", "tui", "prometheus")):
+                if any(self.wanted(k) for k in ("b", "b-nolog", "b-mirror", "c", "tui", "prometheus", "collect")):
                     self.appliance(project, stack)
                 for key, start in (("d", start_worker), ("e", start_floor)):
                     if self.wanted(key):
@@ -249,13 +251,16 @@ class Bench:
             self.alternate_arms("tui", project, files[:4])
         if self.wanted("prometheus"):
             self.alternate_arms("prometheus", project, files[:4])
+        if self.wanted("collect"):
+            self.alternate_arms("collect", project, files[:4])
         daemon.stop()
 
     def alternate_arms(self, name: str, project: Project, files: list[str]) -> None:
-        """A/B runs of `name` ("request_log", "mirror", "tui" or "prometheus"), each pair on a fresh daemon,
+        """A/B runs of `name` ("request_log", "mirror", "tui", "prometheus" or "collect"), each pair on a fresh daemon,
         the arms switched on it between the runs (`appliance request-log on|off`; `endpoint update
         --mirror-traffic`; `appliance tui` attached in a tmux terminal, on its live endpoints view, or not
-        running; a scraper of GET /metrics once a second, or none). Two
+        running; a scraper of GET /metrics once a second, or none; data collection of inputs and outputs at 100%
+        on both live deployments, or off). Two
         processes differ by a few µs per request on their own (heap layout, address space): one process
         per pair keeps that out of the pair's ratio, and a fresh one for each pair keeps any one process
         from biasing every pair. A switched-off log first writes what it holds, so that no arm pays for
@@ -268,6 +273,12 @@ class Bench:
                         self._tui(daemon, arm == "on", stack)
                     elif name == "prometheus":
                         self._scraper(daemon, arm == "on", stack)
+                    elif name == "collect":  # Azure's data collector on both live deployments, at 100%
+                        enabled = "true" if arm == "on" else "false"
+                        sets = [f"data_collector.collections.{c}.{k}" for c in ("model_inputs", "model_outputs")
+                                for k in (f"enabled={enabled}", "sampling_rate=1.0")]
+                        for deployment in ("blue", "green"):
+                            daemon.cli("deployment", "update", ENDPOINT, deployment, "--set", *sets)
                     elif name == "mirror":
                         daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic",
                                    f"shadow={50 if arm == 'on' else 0}")
@@ -649,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cap on the open-loop rate: past it the Python generator itself adds latency")
     parser.add_argument("--pin", choices=["split", "client", "none"], default="split",
                         help="split: client on CPU 0, servers on CPU 1; client: only the client pinned")
-    parser.add_argument("--only", nargs="+", choices=[*ORDER, "batch", "tui", "prometheus"],
+    parser.add_argument("--only", nargs="+", choices=[*ORDER, "batch", "tui", "prometheus", "collect"],
                         help="run only these scenarios (batch: the batch jobs' targets, batch_bench.py)")
     parser.add_argument("--batch-runs", type=int, default=3,
                         help="batch: alternated runs of each arm (and of the score.py job); medians")

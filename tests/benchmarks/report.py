@@ -144,7 +144,9 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
                                      ("request_log", "request log: throughput cost", "≤ 5%", 0.05),
                                      ("tui", "terminal UI open on live endpoints: throughput cost", "≤ 5%", 0.05),
                                      ("prometheus", "Prometheus scrape every second: throughput cost", "≤ 2%",
-                                      0.02)):
+                                      0.02),
+                                     ("collect", "data collection of inputs and outputs at 100%: throughput cost",
+                                      "≤ 10%", 0.10)):
         runs = alternated.get(key)
         if runs and runs.get("on") and runs.get("off"):
             # The runs were made in pairs (one of each arm, back to back, on the same fresh daemon), so
@@ -170,7 +172,7 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
             out.append(_target(name, wanted, f"{cost:.1%} (medians {on:,.0f} with vs {off:,.0f} req/s without)",
                                None, note, verdict))
             continue
-        if key in ("tui", "prometheus"):
+        if key in ("tui", "prometheus", "collect"):
             continue  # measured only alternated
         scenario = "b-mirror" if key == "mirror" else "b-nolog"
         if rps.get(scenario) and rps.get("b"):

@@ -120,7 +120,8 @@ class Sink:
                 return
             self._pending.setdefault(collection, []).append((correlation_id, at, convert, data))
             self._count += 1
-            self._idle.clear()
+            if self._idle.is_set():  # (clear() takes the event's lock: 3 µs a call, measured)
+                self._idle.clear()
             if self._count >= self.max_rows:
                 self._wake.set()
 
@@ -155,6 +156,11 @@ class Sink:
                 return
 
     def _write(self, collection: str, records: list[Record]) -> None:
+        stacked = _stacked(records)
+        if stacked is not None and self.parquet:
+            for hour, table in stacked.items():
+                self._write_hour(collection, hour, [], table)
+            return
         by_hour: dict[str, list[tuple[str, datetime, Columns]]] = {}
         for correlation_id, at, convert, data in records:
             try:
@@ -168,8 +174,10 @@ class Sink:
         for hour, read in by_hour.items():
             self._write_hour(collection, hour, read)
 
-    def _write_hour(self, collection: str, hour: str, read: list[tuple[str, datetime, Columns]]) -> None:
-        table = _as_columns(read) if self.parquet else None
+    def _write_hour(self, collection: str, hour: str, read: list[tuple[str, datetime, Columns]],
+                    table: dict[str, Any] | None = None) -> None:
+        if table is None and self.parquet:
+            table = _as_columns(read)
         rows = _as_rows(read) if table is None else []
         count = len(rows) if table is None else len(table[CORRELATION])
         folder = self.folder / f"collection={collection}" / f"hour={hour}"
@@ -192,6 +200,41 @@ class Sink:
                     out.write(json.dumps(row, default=_plain) + "\n")
         os.replace(temporary, final)
         self.written += count
+
+
+def _stacked(records: list[Record]) -> dict[str, dict[str, Any]] | None:
+    """A no-code deployment's records (each a dict of arrays, one row or a few) as whole columns per hour,
+    each input or output stacked once for all records: the usual case, at a fraction of a microsecond a
+    record (the writer shares the interpreter with the data plane when the model is served in the daemon).
+    None when the records are not all alike."""
+    import numpy as np
+
+    if not records or any(convert is not _named_columns or not isinstance(data, dict)
+                          for _, _, convert, data in records):
+        return None
+    first = records[0][3]
+    names = list(first)
+    try:
+        shapes = {name: first[name].shape[1:] for name in names}
+        if any(list(data) != names or any(data[n].shape[1:] != shapes[n] for n in names) for *_, data in records):
+            return None
+    except AttributeError:  # not arrays
+        return None
+    rows = np.array([len(data[names[0]]) if names else 0 for *_, data in records])
+    hours = np.array([int(at // 3600) for _, at, _, _ in records])
+    out: dict[str, dict[str, Any]] = {}
+    for hour in np.unique(hours):
+        chosen = np.flatnonzero(hours == hour)
+        picked = [records[i] for i in chosen]
+        counts = rows[chosen]
+        table: dict[str, Any] = {
+            CORRELATION: np.repeat(np.array([cid for cid, *_ in picked], dtype=object), counts),
+            TIMESTAMP: np.repeat((np.array([at for _, at, *_ in picked]) * 1e6).astype("datetime64[us]"), counts)}
+        for name in names:
+            table.update(_columns(name, np.concatenate([data[name] for *_, data in picked])))
+        stamp = datetime.fromtimestamp(int(hour) * 3600, UTC)
+        out[stamp.strftime("%Y-%m-%dT%H")] = table
+    return out
 
 
 def _as_columns(read: list[tuple[str, datetime, Columns]]) -> dict[str, Any] | None:

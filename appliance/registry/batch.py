@@ -227,14 +227,3 @@ class BatchTables(Database):
                                  "error = ? WHERE job = ? AND idx = ?",
                                  [[b.status, b.attempts, b.succeeded, b.failed, b.error, job, b.idx]
                                   for b in batches])
-
-    def job_counts(self, job: str) -> dict[str, int]:
-        """Mini-batches by status, and items succeeded and failed, of one job."""
-        row = self._one("SELECT count(*), count(*) FILTER (status = 'done'), count(*) FILTER (status = 'failed'), "
-                        "count(*) FILTER (status = 'running'), coalesce(sum(len(files)), 0), "
-                        "coalesce(sum(succeeded), 0), coalesce(sum(failed), 0), "
-                        "coalesce(sum(greatest(attempts - 1, 0)), 0) FROM job_mini_batches WHERE job = ?", [job])
-        assert row is not None
-        keys = ("mini_batches", "mini_batches_done", "mini_batches_failed", "mini_batches_running", "items",
-                "items_succeeded", "items_failed", "retries")
-        return dict(zip(keys, (int(v) for v in row), strict=True))

@@ -117,7 +117,6 @@ class DataRecord(Struct, kw_only=True):
         return f"azureml:{self.name}:{self.version}"
 
 
-JOB_STATES = ("Preparing", "Running", "Completed", "Failed", "Canceled")
 FINAL_STATES = ("Completed", "Failed", "Canceled")
 
 
@@ -125,7 +124,7 @@ class JobRecord(Struct, kw_only=True):
     name: str
     endpoint_name: str
     deployment_name: str
-    status: str  # one of JOB_STATES
+    status: str  # Azure's: Preparing, Running, Completed, Failed, Canceled
     spec: BatchDeploymentSpec  # the deployment at invoke, with the invoke's overrides
     code_digest: str | None
     input: dict[str, Any]  # {path, type, asset}

@@ -52,8 +52,10 @@ class DirectClient:
             if path.startswith("/v2"):  # Triton's binary extension
                 json_length = next((v for k, v in headers if k == b"inference-header-content-length"), None)
             request_id = None
-            if self.worker.collection is not None:  # the data collector's correlation id
-                request_id = next((v for k, v in headers if k == b"x-request-id"), None)
+            if self.worker.collection is not None:  # the data collector's correlation id: the router's last
+                last = headers[-1] if headers else (b"", b"")
+                request_id = last[1] if last[0] == b"x-request-id" else \
+                    next((v for k, v in headers if k == b"x-request-id"), None)
             if self.inline:
                 # Timed one call in SAMPLE: reading the CPU clock twice costs a tenth of a cheap model's call.
                 self._calls += 1

@@ -7,9 +7,9 @@ collection at rate r when the hash of its x-request-id (the correlation id, whic
 and logs) falls under r, so a request's inputs and outputs are sampled together, and a request is in
 every collection whose rate is at least that of another it is in.
 
-On the hot path a sampled request only appends a tuple (id, time, the decoded arrays) to a list; a
-thread of the sink's turns them into rows and writes one file per collection and hour every
-`FLUSH_EVERY` seconds (or `MAX_ROWS` rows): `collection=C/hour=YYYY-MM-DDTHH/part-....parquet`,
+On the hot path a sampled request only appends a tuple (id, time, the decoded arrays) to a deque; a
+thread of the sink's stacks them into columns and writes one file per collection and hour every
+`FLUSH_EVERY` seconds (or `MAX_ROWS` records): `collection=C/hour=YYYY-MM-DDTHH/part-....parquet`,
 written under a temporary name and renamed, so a reader never sees half a file. A worker whose venv
 has no pyarrow (a score.py environment that doesn't ask for it) writes JSON lines (`.jsonl`) in the
 same layout instead; the reader (appliance.registry.collected) reads both.
@@ -17,6 +17,7 @@ same layout instead; the reader (appliance.registry.collected) reads both.
 
 from __future__ import annotations
 
+import array
 import atexit
 import hashlib
 import json
@@ -25,6 +26,7 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,9 +36,11 @@ from typing import Any
 ENV = "APPLIANCE_DATA_COLLECTION"
 INPUTS, OUTPUTS = "model_inputs", "model_outputs"
 FLUSH_EVERY = 2.0  # s
-MAX_ROWS = 50_000  # pending rows that start a write before FLUSH_EVERY is up
-MAX_PENDING = 1_000_000  # rows held at most; past it, new ones are dropped (and counted)
+MAX_ROWS = 50_000  # pending records that start a write before FLUSH_EVERY is up
+MAX_PENDING = 1_000_000  # records held at most per collection; past it, new ones are dropped (and counted)
+TICK = 0.25  # s between the writer's looks at what is pending
 CORRELATION, TIMESTAMP = "correlation_id", "timestamp"
+HOUR = "hour"  # the partition a table of Exchanges.take belongs to (not a column)
 _SCALE = float(2 ** 64)
 log = logging.getLogger("appliance.scoring.collect")
 
@@ -90,23 +94,23 @@ def has_pyarrow() -> bool:
 
 
 class Sink:
-    """Buffers records per collection; one thread writes them. `add` is all the hot path pays."""
+    """Buffers records per collection; one thread writes them. Appending to a deque is all the hot path
+    pays: no lock (a deque's append and popleft are atomic), no event, no check but its length."""
 
     def __init__(self, folder: Path, *, flush_every: float = FLUSH_EVERY, max_rows: int = MAX_ROWS,
                  parquet: bool | None = None) -> None:
         self.folder = folder
         self.flush_every = flush_every
         self.max_rows = max_rows
-        self.parquet = has_pyarrow() if parquet is None else parquet
+        self.parquet = parquet  # None: the writer finds out, pyarrow's import off the caller's thread
         self.written = 0  # rows
         self.dropped = 0  # records past MAX_PENDING
         self.failed = 0  # records whose write failed
-        self._pending: dict[str, list[Record]] = {}
-        self._count = 0
-        self._lock = threading.Lock()
+        self._queues: dict[str, deque[Record]] = {}
+        self._exchanges: list[Exchanges] = []
         self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
+        self._cycles = threading.Condition()
+        self._begun = self._ended = 0  # writer cycles: flush() waits for one that begins after it is called
         self._closed = False
         self._seq = 0
         self._thread = threading.Thread(target=self._run, name="data-collector", daemon=True)
@@ -114,21 +118,27 @@ class Sink:
 
     def add(self, collection: str, correlation_id: str, at: float, convert: Callable[[Any], Columns],
             data: Any) -> None:
-        with self._lock:
-            if self._count >= MAX_PENDING:
-                self.dropped += 1
-                return
-            self._pending.setdefault(collection, []).append((correlation_id, at, convert, data))
-            self._count += 1
-            if self._idle.is_set():  # (clear() takes the event's lock: 3 µs a call, measured)
-                self._idle.clear()
-            if self._count >= self.max_rows:
-                self._wake.set()
+        """A record whose columns `convert(data)` gives, in the writer's thread."""
+        queue = self._queues.get(collection)
+        if queue is None:
+            queue = self._queues.setdefault(collection, deque())
+        if len(queue) >= MAX_PENDING:
+            self.dropped += 1
+            return
+        queue.append((correlation_id, at, convert, data))
+
+    def exchanges(self, inputs: list[str], outputs: list[str], layout: Layout, flags: bool) -> Exchanges:
+        """The buffer of a no-code model's inputs and outputs (`Exchanges`)."""
+        found = Exchanges(inputs, outputs, layout, flags)
+        self._exchanges.append(found)
+        return found
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Write what is pending now; true once it is written."""
-        self._wake.set()
-        return self._idle.wait(timeout)
+        with self._cycles:
+            wanted = self._begun + 1
+            self._wake.set()
+            return self._cycles.wait_for(lambda: self._ended >= wanted, timeout)
 
     def close(self) -> None:
         if not self._closed:
@@ -136,31 +146,59 @@ class Sink:
             self._wake.set()
             self._thread.join(10)
 
+    def _pending(self) -> int:
+        return sum(map(len, self._queues.values())) + sum(e.pending() for e in self._exchanges)
+
     def _run(self) -> None:
-        while True:
-            self._wake.wait(self.flush_every)
-            self._wake.clear()
+        if self.parquet is None:
+            self.parquet = has_pyarrow()
+            if self.parquet:
+                import appliance.scoring.arrow  # noqa: F401  (its import, 0.1 s, before the first write)
+        last = time.monotonic()
+        while True:  # a look every tick for MAX_ROWS reached, so that the hot path needn't check it
+            woken = self._wake.wait(min(self.flush_every, TICK))
             closing = self._closed
-            with self._lock:
-                pending, self._pending, self._count = self._pending, {}, 0
-            for collection, records in pending.items():
-                try:
-                    self._write(collection, records)
-                except Exception:  # never the request's business; said in the worker's log
-                    self.failed += len(records)
-                    log.exception("data collection %s: %d record(s) not written", collection, len(records))
-            with self._lock:
-                if not self._pending:
-                    self._idle.set()
+            if not (woken or closing or time.monotonic() - last >= self.flush_every
+                    or self._pending() >= self.max_rows):
+                continue
+            self._wake.clear()
+            last = time.monotonic()
+            with self._cycles:
+                self._begun += 1
+            for collection, queue in list(self._queues.items()):
+                self._guarded(collection, _drain(queue), self._write)
+            for exchanges in list(self._exchanges):
+                self._guarded("model_inputs and model_outputs", [exchanges], self._write_exchanges)
+            with self._cycles:
+                self._ended += 1
+                self._cycles.notify_all()
             if closing:
                 return
 
-    def _write(self, collection: str, records: list[Record]) -> None:
-        stacked = _stacked(records)
-        if stacked is not None and self.parquet:
-            for hour, table in stacked.items():
-                self._write_hour(collection, hour, [], table)
+    def _guarded(self, collection: str, records: list[Any], write: Callable[[str, list[Any]], None]) -> None:
+        if not records:
             return
+        try:
+            write(collection, records)
+        except Exception:  # never the request's business; said in the worker's log
+            self.failed += len(records)
+            log.exception("data collection %s: %d record(s) not written", collection, len(records))
+
+    def _write_exchanges(self, _: str, exchanges: list[Exchanges]) -> None:
+        taken = exchanges[0].take()
+        for collection, tables in (taken or {}).items():
+            for table in tables:
+                hour = table.pop(HOUR)
+                if self.parquet:
+                    self._write_hour(collection, hour, [], table)
+                else:  # the slow way: a record per row
+                    stamps = table.pop(TIMESTAMP).astype("datetime64[us]").astype(datetime)
+                    ids = table.pop(CORRELATION)
+                    read = [(_text(cid), stamp.replace(tzinfo=None), {n: v[i:i + 1] for n, v in table.items()})
+                            for i, (cid, stamp) in enumerate(zip(ids, stamps, strict=True))]
+                    self._write_hour(collection, hour, read)
+
+    def _write(self, collection: str, records: list[Record]) -> None:
         by_hour: dict[str, list[tuple[str, datetime, Columns]]] = {}
         for correlation_id, at, convert, data in records:
             try:
@@ -175,11 +213,8 @@ class Sink:
             self._write_hour(collection, hour, read)
 
     def _write_hour(self, collection: str, hour: str, read: list[tuple[str, datetime, Columns]],
-                    table: dict[str, Any] | None = None) -> None:
-        if table is None and self.parquet:
-            table = _as_columns(read)
-        rows = _as_rows(read) if table is None else []
-        count = len(rows) if table is None else len(table[CORRELATION])
+                    columns: dict[str, Any] | None = None) -> None:
+        """One file of `read` (records the slow way), or of whole `columns` (numpy, ids as bytes)."""
         folder = self.folder / f"collection={collection}" / f"hour={hour}"
         folder.mkdir(parents=True, exist_ok=True)
         self._seq += 1
@@ -188,53 +223,174 @@ class Sink:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
+            from appliance.scoring import arrow
+
+            dictionaries = columns is None  # ids are unique and a no-code model's values numbers: a
+            if columns is not None:  # dictionary would be tried, found useless and dropped, at twice the cost
+                table = arrow.table(columns)
+            else:
+                whole = _as_columns(read)
+                table = pa.table(whole) if whole is not None else pa.Table.from_pylist(_as_rows(read))
             final = folder / f"{stem}.parquet"
             temporary = folder / f".{stem}.parquet.tmp"
-            pq.write_table(pa.table(table) if table is not None else pa.Table.from_pylist(rows), temporary)
+            pq.write_table(table, temporary, use_dictionary=dictionaries)
+            count = table.num_rows
         else:
+            rows = _as_rows(read)
             final = folder / f"{stem}.jsonl"
             temporary = folder / f".{stem}.jsonl.tmp"
             with temporary.open("w") as out:
                 for row in rows:
                     row[TIMESTAMP] = row[TIMESTAMP].isoformat()
                     out.write(json.dumps(row, default=_plain) + "\n")
+            count = len(rows)
         os.replace(temporary, final)
         self.written += count
 
 
-def _stacked(records: list[Record]) -> dict[str, dict[str, Any]] | None:
-    """A no-code deployment's records (each a dict of arrays, one row or a few) as whole columns per hour,
-    each input or output stacked once for all records: the usual case, at a fraction of a microsecond a
-    record (the writer shares the interpreter with the data plane when the model is served in the daemon).
-    None when the records are not all alike."""
+def _drain(queue: deque[Any]) -> list[Any]:
+    """What the queue holds now (appends meanwhile stay for the next write)."""
+    out = []
+    for _ in range(len(queue)):
+        out.append(queue.popleft())
+    return out
+
+
+Layout = list[tuple[Any, tuple[int, ...]]]  # per array: numpy dtype, trailing shape
+
+
+class Exchanges:
+    """A no-code deployment's model inputs and outputs, copied as requests are served: a record's arrays'
+    bytes, one after the other, appended to one buffer; its id, time and row count to flat arrays. A
+    request leaves no object behind but its id: records kept alive until the next write cost the data
+    plane more than their copy (measured in the daemon: onnxruntime's own run 7 µs slower a request, its
+    new arrays no longer in warm memory). One call a request, inputs and outputs together: each step on
+    the hot path costs about three times in the daemon what it does alone (its cache is the data plane's).
+
+    Only for a model whose signature fixes the dtype and every dimension but the first of each input and
+    output (`layout`, from `fixed_layout`): then a record's length says whether it fits, and the writer
+    reads the buffer back as arrays. Others are recorded the slow way (Sink.add)."""
+
+    def __init__(self, inputs: list[str], outputs: list[str], layout: Layout, flags: bool,
+                 max_records: int = MAX_PENDING) -> None:
+        import numpy as np
+
+        self.inputs, self.outputs, self.layout = inputs, outputs, layout
+        self.flags = flags  # a record says which collections keep it (their rates differ); else both do
+        self.max_records = max_records
+        self.dropped = 0
+        self._widths = [int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize for dtype, shape in layout]
+        self.row_bytes = sum(self._widths)  # of all the arrays of one row
+        self._lock = threading.Lock()  # the thread pool may serve a deployment's requests concurrently
+        self._tobytes = np.ndarray.tobytes  # unbound: the cheapest call per array (a lambda costs a third more)
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self._ids: list[bytes] = []
+        self._times = array.array("d")
+        self._rows = array.array("q")
+        self._kept = bytearray()  # with flags, a record's collections: 1 inputs, 2 outputs
+        self._data = bytearray()
+
+    def add(self, rid: bytes, at: float, kept: int, arrays: tuple[Any, ...]) -> bool:
+        """The inputs' arrays then the outputs', copied; false when they don't have the inputs' row count
+        (an output that isn't a row per input row), which the caller records the slow way."""
+        n = len(arrays[0])
+        data = b"".join(map(self._tobytes, arrays))
+        if len(data) != n * self.row_bytes:
+            return False
+        lock = self._lock
+        lock.acquire()
+        if len(self._ids) < self.max_records:
+            self._data += data
+            self._ids.append(rid)
+            self._times.append(at)
+            self._rows.append(n)
+            if self.flags:
+                self._kept.append(kept)
+        else:
+            self.dropped += 1
+        lock.release()
+        return True
+
+    def pending(self) -> int:
+        return len(self._ids)
+
+    def take(self) -> dict[str, list[Columns]] | None:
+        """{collection: [whole columns of an hour]} of what is held now, or None."""
+        import numpy as np
+
+        with self._lock:
+            if not self._ids:
+                return None
+            ids, times, rows, kept, data = self._ids, self._times, self._rows, self._kept, self._data
+            self._fresh()
+        counts = np.frombuffer(rows, np.int64)
+        arrays = self._arrays(data, counts)
+        stamps = np.frombuffer(times, np.float64)
+        flags = np.frombuffer(bytes(kept), np.uint8) if self.flags else np.full(len(ids), 3, np.uint8)
+        split = len(self.inputs)
+        return {INPUTS: _hours(ids, stamps, counts, flags & 1, self.inputs, arrays[:split]),
+                OUTPUTS: _hours(ids, stamps, counts, flags & 2, self.outputs, arrays[split:])}
+
+    def _arrays(self, data: bytearray, counts: Any) -> list[Any]:
+        """Each array's rows, all records', from the buffer: read in place when every record is one row;
+        else record by record (a record of n rows holds each array's n rows in turn)."""
+        import numpy as np
+
+        if (counts == 1).all():
+            record = np.dtype([(f"a{i}", dtype, shape) for i, (dtype, shape) in enumerate(self.layout)])
+            rows = np.frombuffer(data, record)
+            return [rows[f"a{i}"] for i in range(len(self.layout))]
+        parts: list[list[Any]] = [[] for _ in self.layout]
+        start = 0
+        for n in counts.tolist():
+            for i, ((dtype, shape), width) in enumerate(zip(self.layout, self._widths, strict=True)):
+                parts[i].append(np.frombuffer(data, dtype, n * width // np.dtype(dtype).itemsize, start)
+                                .reshape(n, *shape))
+                start += n * width
+        return [np.concatenate(p) for p in parts]
+
+
+def fixed_layout(model: Any) -> Layout | None:
+    """The inputs' then the outputs' (dtype, trailing shape) when the model's signature fixes them all."""
     import numpy as np
 
-    if not records or any(convert is not _named_columns or not isinstance(data, dict)
-                          for _, _, convert, data in records):
-        return None
-    first = records[0][3]
-    names = list(first)
-    try:
-        shapes = {name: first[name].shape[1:] for name in names}
-        if any(list(data) != names or any(data[n].shape[1:] != shapes[n] for n in names) for *_, data in records):
+    layout = []
+    for sig in [*getattr(model, "inputs", ()), *getattr(model, "outputs", ())]:
+        trailing = sig.shape[1:]
+        if sig.dtype is None or not sig.shape or not all(isinstance(d, int) for d in trailing) or \
+                np.dtype(sig.dtype).kind not in "biuf":
             return None
-    except AttributeError:  # not arrays
-        return None
-    rows = np.array([len(data[names[0]]) if names else 0 for *_, data in records])
-    hours = np.array([int(at // 3600) for _, at, _, _ in records])
-    out: dict[str, dict[str, Any]] = {}
+        layout.append((sig.dtype, tuple(trailing)))
+    return layout or None
+
+
+def _hours(ids: list[bytes], times: Any, counts: Any, kept: Any, names: list[str], arrays: list[Any]) -> list[Columns]:
+    """One collection's kept records as whole columns, a table per hour."""
+    import numpy as np
+
+    if not kept.any():
+        return []
+    keep_rows = np.repeat(kept.astype(bool), counts)
+    record_ids: Any = np.array(ids, dtype=object)
+    if not (counts == 1).all():
+        record_ids, times = np.repeat(record_ids, counts), np.repeat(times, counts)
+    columns: Columns = {CORRELATION: record_ids, TIMESTAMP: times}
+    for name, values in zip(names, arrays, strict=True):
+        columns.update(_columns(name, values))
+    if not keep_rows.all():
+        columns = {name: values[keep_rows] for name, values in columns.items()}
+    stamps = columns[TIMESTAMP]
+    hours = (stamps // 3600).astype(np.int64)
+    tables = []
     for hour in np.unique(hours):
-        chosen = np.flatnonzero(hours == hour)
-        picked = [records[i] for i in chosen]
-        counts = rows[chosen]
-        table: dict[str, Any] = {
-            CORRELATION: np.repeat(np.array([cid for cid, *_ in picked], dtype=object), counts),
-            TIMESTAMP: np.repeat((np.array([at for _, at, *_ in picked]) * 1e6).astype("datetime64[us]"), counts)}
-        for name in names:
-            table.update(_columns(name, np.concatenate([data[name] for *_, data in picked])))
-        stamp = datetime.fromtimestamp(int(hour) * 3600, UTC)
-        out[stamp.strftime("%Y-%m-%dT%H")] = table
-    return out
+        chosen = slice(None) if hours[0] == hours[-1] else np.flatnonzero(hours == hour)
+        table = {name: values[chosen] for name, values in columns.items()}
+        table[TIMESTAMP] = (table[TIMESTAMP] * 1e6).astype("datetime64[us]")
+        table[HOUR] = datetime.fromtimestamp(int(hour) * 3600, UTC).strftime("%Y-%m-%dT%H")
+        tables.append(table)
+    return tables
 
 
 def _as_columns(read: list[tuple[str, datetime, Columns]]) -> dict[str, Any] | None:
@@ -376,29 +532,51 @@ class NoCodeCollection:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.inputs = config.rates.get(INPUTS, 0.0)
-        self.outputs = config.rates.get(OUTPUTS, 0.0)
+        self.input_rate = config.rates.get(INPUTS, 0.0)
+        self.output_rate = config.rates.get(OUTPUTS, 0.0)
+        self._draws = any(0.0 < rate < 1.0 for rate in (self.input_rate, self.output_rate))  # else sampling is moot
+        self._exchanges: Exchanges | None = None
+        self._inputs: list[str] = []
+        self._slow = False  # the model's signature leaves a trailing dimension free
+        config.sink  # noqa: B018  (started with the deployment: its writer's imports are not a request's)
 
     @property
     def active(self) -> bool:
-        return self.inputs > 0 or self.outputs > 0
+        return self.input_rate > 0 or self.output_rate > 0
 
     def predict(self, model: Any, payload: Any, request_id: bytes | None) -> Any:
         """model.predict(payload), with the feeds and results collected if this request is sampled."""
-        rid = request_id.decode(errors="replace") if request_id else str(uuid.uuid4())
-        u = draw(rid)
-        keep_in, keep_out = u < self.inputs, u < self.outputs
-        if not (keep_in or keep_out):
+        rid = request_id or str(uuid.uuid4()).encode()
+        u = draw(rid) if self._draws else 0.0
+        kept = (u < self.input_rate) | (u < self.output_rate) << 1
+        if not kept:
             return model.predict(payload)
         feeds = model.feeds(model.named_values(payload))
         results = model.run(feeds)
-        at = time.time()
-        sink = self.config.sink
-        if keep_in:
-            sink.add(INPUTS, rid, at, _named_columns, feeds)
-        if keep_out:
-            sink.add(OUTPUTS, rid, at, _named_columns, dict(zip(model._output_names, results, strict=True)))
+        exchanges = self._exchanges or self._open(model, feeds)
+        if self._slow or not exchanges.add(rid, time.time(), kept, (*map(feeds.__getitem__, self._inputs), *results)):
+            self._slowly(model, rid, kept, feeds, results)
         return model.answer(results)
+
+    def _slowly(self, model: Any, rid: bytes, kept: int, feeds: dict[str, Any], results: list[Any]) -> None:
+        at, sink, cid = time.time(), self.config.sink, _text(rid)
+        if kept & 1:
+            sink.add(INPUTS, cid, at, _named_columns, feeds)
+        if kept & 2:
+            sink.add(OUTPUTS, cid, at, _named_columns, dict(zip(model._output_names, results, strict=True)))
+
+    def _open(self, model: Any, feeds: dict[str, Any]) -> Exchanges:
+        """Named after the model's inputs, in its signature's order, and outputs."""
+        layout = fixed_layout(model)
+        self._slow = layout is None
+        self._inputs = [sig.name for sig in model.inputs] if layout else list(feeds)
+        self._exchanges = self.config.sink.exchanges(self._inputs, list(model._output_names), layout or [],
+                                                     self.input_rate != self.output_rate)
+        return self._exchanges
+
+
+def _text(rid: bytes) -> str:
+    return rid.decode(errors="replace")
 
 
 def no_code(config: Config | None) -> NoCodeCollection | None:

@@ -25,6 +25,7 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
+from appliance.scoring import arrow
 from appliance.scoring.onnx_model import OnnxModel, TensorSig, find_onnx_file
 
 EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "json", ".json": "json"}
@@ -82,7 +83,7 @@ class TabularModel:
         # Names may repeat (a key column `label` beside the output `label`): a table holds both.
         # The file name as a dictionary of one: a million of it costs no more than one.
         name = os.path.basename(path).encode()
-        file = pa.DictionaryArray.from_arrays(_arrow(np.zeros(n, np.int32)), pa.Array.from_buffers(
+        file = pa.DictionaryArray.from_arrays(arrow.numeric(np.zeros(n, np.int32)), pa.Array.from_buffers(
             pa.string(), 1, [None, pa.py_buffer(np.array([0, len(name)], np.int32)), pa.py_buffer(name)]))
         columns: list[tuple[str, Any]] = [("file", file)]
         columns += [(key, table.column(key)) for key in keys]
@@ -166,24 +167,10 @@ def _columns(name: str, values: list[np.ndarray], labels: list[Any] | None = Non
     """An output's chunks as columns: 1-D as it is (each chunk's array an Arrow chunk, not copied); [rows, K]
     as K columns `<name>_<k>` (or `<name>_<label>`), at the cost of one transposing copy."""
     if values[0].ndim == 1:
-        return [(name, pa.chunked_array([_arrow(v) for v in values]))]
+        return [(name, pa.chunked_array([arrow.numeric(v) for v in values]))]
     by_column = [v.reshape(len(v), -1).T.copy() for v in values]
-    return [(f"{name}_{label}", pa.chunked_array([_arrow(c[k]) for c in by_column]))
+    return [(f"{name}_{label}", pa.chunked_array([arrow.numeric(c[k]) for c in by_column]))
             for k, label in enumerate(range(by_column[0].shape[0]) if labels is None else labels)]
-
-
-_ARROW_TYPES = {np.dtype(t): pa.from_numpy_dtype(np.dtype(t)) for t in
-                ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")}
-
-
-def _arrow(values: np.ndarray) -> pa.Array:
-    """A numeric numpy array as an Arrow one over the same memory. `pa.array` would do, but it imports pandas
-    the first time (to ask whether the value is a pandas object): 0.17 s of each worker's first file."""
-    kind = _ARROW_TYPES.get(values.dtype)
-    if kind is None or values.ndim != 1:
-        return pa.array(values)
-    values = np.ascontiguousarray(values)
-    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
 
 
 def _unzip(maps: list[dict[Any, float]]) -> np.ndarray:

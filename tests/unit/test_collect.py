@@ -117,3 +117,101 @@ def test_shim_collector_as_azure_score_py_uses_it(tmp_path: Path, monkeypatch: p
     assert [r["y"] for r in _rows(tmp_path, "model_outputs")] == [0, 1]
     assert not (tmp_path / "collection=other").exists()
     config.close()
+
+
+IRIS = Path(__file__).resolve().parents[2] / "examples" / "iris-onnx" / "model" / "model.onnx"
+
+
+@pytest.fixture(scope="module")
+def iris() -> object:
+    from appliance.scoring.onnx_model import OnnxModel
+
+    return OnnxModel(IRIS)
+
+
+def _by_id(rows: list[dict[str, object]]) -> dict[object, list[dict[str, object]]]:
+    out: dict[object, list[dict[str, object]]] = {}
+    for row in rows:
+        out.setdefault(row["correlation_id"], []).append(row)
+    return out
+
+
+def test_an_onnx_model_with_a_fixed_signature_is_copied_as_served_and_read_back_alike(
+        tmp_path: Path, iris: object) -> None:
+    """The fast lane (bytes appended per request, read back as arrays): one-row and many-row requests
+    mixed, each request's rows beside its own id, values exactly the model's."""
+    config = collect.Config(tmp_path, {"model_inputs": 1.0, "model_outputs": 1.0})
+    collection = collect.no_code(config)
+    assert collection is not None
+    sent = {b"one": [[5.1, 3.5, 1.4, 0.2]],
+            b"three": [[6.0, 2.2, 5.0, 1.5], [4.9, 3.0, 1.4, 0.2], [7.7, 3.8, 6.7, 2.2]],
+            b"one-more": [[5.9, 3.0, 5.1, 1.8]]}
+    answers = {rid: collection.predict(iris, {"data": rows}, rid) for rid, rows in sent.items()}
+    assert collection._exchanges is not None and collection._exchanges.layout  # the fast lane, not the slow way
+    assert config.sink.flush()
+    inputs, outputs = _by_id(_rows(tmp_path, "model_inputs")), _by_id(_rows(tmp_path, "model_outputs"))
+    assert set(inputs) == set(outputs) == {"one", "three", "one-more"}
+    for rid, rows in sent.items():
+        got = inputs[rid.decode()]
+        assert [[r[f"features_{k}"] for k in range(4)] for r in got] == np.asarray(rows, np.float32).tolist()
+        label, probabilities = iris.run(iris.feeds({"features": rows}))  # type: ignore[attr-defined]
+        assert [r["label"] for r in outputs[rid.decode()]] == label.tolist()
+        assert [[r[f"probabilities_{k}"] for k in range(3)] for r in outputs[rid.decode()]] == probabilities.tolist()
+    assert answers[b"three"] == iris.predict({"data": sent[b"three"]})  # type: ignore[attr-defined]
+    config.close()
+
+
+def test_different_rates_keep_each_collection_to_its_own_requests(tmp_path: Path, iris: object) -> None:
+    config = collect.Config(tmp_path, {"model_inputs": 1.0, "model_outputs": 0.5})
+    collection = collect.no_code(config)
+    assert collection is not None
+    ids = [f"request-{i}".encode() for i in range(400)]
+    for rid in ids:
+        collection.predict(iris, {"data": [[5.1, 3.5, 1.4, 0.2]]}, rid)
+    assert config.sink.flush()
+    inputs = {r["correlation_id"] for r in _rows(tmp_path, "model_inputs")}
+    outputs = {r["correlation_id"] for r in _rows(tmp_path, "model_outputs")}
+    assert inputs == {rid.decode() for rid in ids}
+    assert outputs == {rid.decode() for rid in ids if collect.sampled(rid, 0.5)}
+    assert 150 < len(outputs) < 250
+    config.close()
+
+
+def test_records_of_two_hours_land_in_two_partitions(tmp_path: Path, iris: object,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    config = collect.Config(tmp_path, {"model_inputs": 1.0})
+    collection = collect.no_code(config)
+    assert collection is not None
+    clock = iter([1_699_999_200.0 - 1, 1_699_999_200.0 + 3600])  # 21:59:59 then 23:00:00 UTC
+    monkeypatch.setattr(collect.time, "time", lambda: next(clock))
+    collection.predict(iris, {"data": [[5.1, 3.5, 1.4, 0.2]]}, b"late")
+    collection.predict(iris, {"data": [[5.1, 3.5, 1.4, 0.2]]}, b"later")
+    monkeypatch.undo()
+    assert config.sink.flush()
+    hours = sorted(p.name for p in (tmp_path / "collection=model_inputs").iterdir())
+    assert hours == ["hour=2023-11-14T21", "hour=2023-11-14T23"]
+    assert not (tmp_path / "collection=model_outputs").exists()  # not enabled
+    config.close()
+
+
+def test_an_id_that_is_not_utf8_is_kept_readable(tmp_path: Path, iris: object) -> None:
+    config = collect.Config(tmp_path, {"model_outputs": 1.0})
+    collection = collect.no_code(config)
+    assert collection is not None
+    collection.predict(iris, {"data": [[5.1, 3.5, 1.4, 0.2]]}, b"caf\xe9")
+    assert config.sink.flush()
+    assert [r["correlation_id"] for r in _rows(tmp_path, "model_outputs")] == ["caf\ufffd"]
+    config.close()
+
+
+def test_the_fast_lane_writes_json_lines_without_pyarrow(tmp_path: Path, iris: object) -> None:
+    config = collect.Config(tmp_path, {"model_inputs": 1.0, "model_outputs": 1.0})
+    config._sink = collect.Sink(tmp_path, parquet=False)
+    collection = collect.no_code(config)
+    assert collection is not None
+    collection.predict(iris, {"data": [[5.1, 3.5, 1.4, 0.2], [6.0, 2.2, 5.0, 1.5]]}, b"r1")
+    assert config.sink.flush()
+    rows = _rows(tmp_path, "model_inputs", "jsonl")
+    assert [(r["correlation_id"], r["features_0"]) for r in rows] == [("r1", np.float32(5.1).item()), ("r1", 6.0)]
+    assert [r["label"] for r in _rows(tmp_path, "model_outputs", "jsonl")] == [0, 2]
+    config.close()

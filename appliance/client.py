@@ -236,6 +236,24 @@ class Client:
         return self._call("GET", f"/endpoints/{endpoint}/drift",
                           params={k: v for k, v in params.items() if v is not None})
 
+    def create_monitor(self, body: dict[str, Any], source: str = "<command line>",
+                       base: str | None = None) -> dict[str, Any]:
+        """A scheduled monitor from an Azure ML monitor schedule document (one of its name is replaced)."""
+        return self._call("POST", "/monitors", json={"body": body, "source": source, "base": base or os.getcwd()})
+
+    def list_monitors(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        return self._call("GET", "/monitors", params={"endpoint": endpoint})
+
+    def get_monitor(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/monitors/{name}")
+
+    def delete_monitor(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/monitors/{name}")
+
+    def run_monitor(self, name: str) -> dict[str, Any]:
+        """Runs it now; answers with the monitor and the run's signals."""
+        return self._call("POST", f"/monitors/{name}/run")
+
     def request_log(self, enabled: bool | None = None) -> dict[str, Any]:
         """The request log's state and counts; with `enabled`, switched first."""
         if enabled is None:

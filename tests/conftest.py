@@ -45,6 +45,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def collected_rows(folder: Path, collection: str) -> list[dict[str, Any]]:
+    """A deployment's collected rows of one collection, as the data collector wrote them: Parquet, or JSON
+    lines where the worker's environment has no pyarrow (an MLflow model's venv, a slim image)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    for path in sorted(folder.glob(f"collection={collection}/hour=*/*")):
+        if path.suffix == ".parquet":
+            rows += pq.read_table(path, partitioning=None).to_pylist()
+        elif path.suffix == ".jsonl":
+            rows += [json.loads(line) for line in path.read_text().splitlines()]
+    return rows
+
+
 def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

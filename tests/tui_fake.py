@@ -141,6 +141,18 @@ class FakeSource:
                 {"id": 1, "at": "2026-01-01T00:00:00Z", "kind": "endpoint.created", "subject": "my-ep",
                  "detail": {"auth_mode": "key"}}][:limit]
 
+    def list_monitors(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        drift = {"type": "data_drift", "collection": "model_inputs", "status": "failed", "features": 4,
+                 "failed_features": ["features_1", "features_3"], "metrics": []}
+        monitors = [{"name": "iris_monitoring", "endpoint_name": "my-ep", "deployment_name": "blue",
+                     "trigger": {"type": "recurrence", "frequency": "day", "interval": 1}, "status": "failed",
+                     "last_run_at": "2026-01-01T00:00:00Z", "next_run_at": "2026-01-02T03:15:00Z",
+                     "summary": ["inputs_drift (data_drift): FAILED features_1, features_3 (2 of 4 features)",
+                                 "outputs_drift (prediction_drift): passed (1 feature)"],
+                     "last_run": {"status": "failed", "signals": {"inputs_drift": drift, "outputs_drift": {
+                         **drift, "type": "prediction_drift", "status": "passed", "failed_features": []}}}}]
+        return [m for m in monitors if endpoint in (None, m["endpoint_name"])]
+
     def update_traffic(self, endpoint: str, traffic: dict[str, int] | None = None,
                        mirror_traffic: dict[str, int] | None = None) -> dict[str, Any]:
         if traffic and sum(traffic.values()) not in (0, 100):

@@ -242,6 +242,19 @@ class ApplianceApp(App[str]):
             lines.append(f"{key:<40}", "bold")
             lines.append(f" {value}\n")
         subject = {"deployment": f"{sel.endpoint}/{sel.name}", "endpoint": sel.name}.get(sel.kind)
+        if sel.kind == "endpoint":
+            try:
+                monitors = self.source.list_monitors(sel.name)
+            except ApiError:
+                monitors = []
+            if monitors:
+                lines.append("\nmonitors\n", "bold underline")
+                for m in monitors:
+                    when = f" at {str(m['last_run_at'])[:19]}" if m.get("last_run_at") else ""
+                    lines.append(f"  {m['name']} ({m['deployment_name']}): {m.get('status') or 'not run yet'}{when}"
+                                 f"; next {str(m.get('next_run_at') or '-')[:19]}\n")
+                    for line in m.get("summary") or []:
+                        lines.append(f"    {line}\n", "red" if "): FAILED" in line or "): error" in line else "")
         if subject:
             try:
                 events = self.source.events(subject=subject, limit=20)

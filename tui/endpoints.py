@@ -1,4 +1,5 @@
-"""Endpoints: online (traffic as bars, mirror, req/s, p50/p99, errors, state) and batch (jobs, progress)."""
+"""Endpoints: online (traffic as bars, mirror, req/s, p50/p99, errors, state, scheduled monitors' failing
+signals) and batch (jobs, progress)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,19 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float | None]:
 RATE_WINDOW = 10  # seconds of requests behind REQ/S, P50, P99 and ERR
 
 
+def monitor_cell(monitors: list[dict[str, Any]]) -> Text:
+    """An endpoint's scheduled monitors at a glance: how many signals failed in their last runs."""
+    if not monitors:
+        return Text("-", "dim")
+    runs = [(m.get("last_run") or {}).get("signals") or {} for m in monitors]
+    failed = sum(1 for signals in runs for s in signals.values() if s.get("status") in ("failed", "error"))
+    if failed:
+        return Text(f"✗ {failed}", "bold red")
+    if not any(runs):
+        return Text("not run", "dim")
+    return Text("ok", "green")
+
+
 class EndpointsView(View):
     NAME = "endpoints"
     HINTS: ClassVar[list[tuple[str, str]]] = [
@@ -63,7 +77,7 @@ class EndpointsView(View):
         Col("name", "NAME", 14), Col("auth", "AUTH", 5, 5), Col("traffic", "TRAFFIC", 22),
         Col("mirror", "MIRROR", 12, 8), Col("rps", "REQ/S", 8, 3, True), Col("p50", "P50", 8, 7, True),
         Col("p99", "P99", 8, 4, True), Col("err", "ERR", 6, 6, True), Col("state", "STATE", 10, 2),
-        Col("url", "URL", 46, 9)]
+        Col("monitor", "MONITOR", 8, 4), Col("url", "URL", 46, 9)]
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,10 +95,13 @@ class EndpointsView(View):
         # The last 10 s: live, and a tenth of the rows a minute's window makes the daemon scan each second.
         metrics = {ep["name"]: source.metrics(ep["name"], since=RATE_WINDOW) for ep in online}
         jobs = source.list_jobs() if batch else []
-        return online, batch, metrics, jobs
+        monitors: dict[str, list[dict[str, Any]]] = {}
+        for m in source.list_monitors() if online else []:
+            monitors.setdefault(m["endpoint_name"], []).append(m)
+        return online, batch, metrics, jobs, monitors
 
     def show(self, data: Any) -> None:
-        online, batch, metrics, jobs = data
+        online, batch, metrics, jobs, monitors = data
         rows: list[tuple[str, list[Any], int]] = []
         items: dict[str, Selection] = {}
         for ep in online:
@@ -97,7 +114,8 @@ class EndpointsView(View):
                 ep["name"], ep.get("auth_mode", ""), traffic_lines(traffic),
                 " ".join(f"{k} {v}%" for k, v in mirror.items()) or "-",
                 rate(m["rps"]), ms(m["p50"]), ms(m["p99"]), percent(m["err"]),
-                state_text(ep.get("provisioning_state")), ep.get("scoring_uri", "")], max(1, len(traffic))))
+                state_text(ep.get("provisioning_state")), monitor_cell(monitors.get(ep["name"], [])),
+                ep.get("scoring_uri", "")], max(1, len(traffic))))
         for ep in batch:
             mine = [j for j in jobs if j.get("endpoint_name") == ep["name"]]
             running = [j for j in mine if j.get("status") in ("Running", "Queued", "NotStarted")]
@@ -114,7 +132,7 @@ class EndpointsView(View):
             else:
                 jobs_cell = Text(f"jobs: {len(mine)}", "dim")
                 speed, state = "-", state_text(ep.get("provisioning_state"))
-            rows.append((key, [ep["name"], Text("batch", "magenta"), jobs_cell, "-", speed, "-", "-", "-", state,
+            rows.append((key, [ep["name"], Text("batch", "magenta"), jobs_cell, "-", speed, "-", "-", "-", state, "-",
                                ep.get("scoring_uri", "")], 1))
         self.items = items
         table = self.query_one(LiveTable)

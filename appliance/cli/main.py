@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "package": ("commands", "package", "Bake a deployment into a self-contained image."),
     "export": ("export", "export", "Export endpoints as Kubernetes manifests or Azure ML YAML."),
     "request-log": ("commands", "request_log", "The request log's state; switch it on or off."),
-    "monitor": ("monitor", "group", "Model monitoring of collected data: drift reports."),
+    "monitor": ("monitor", "group", "Model monitoring of collected data: drift reports, scheduled monitors."),
 }
 ALIASES = {"endpoint": "online-endpoint", "deployment": "online-deployment", "env": "environment"}
 GLOBAL_WITH_VALUE = ("--home", "--url")

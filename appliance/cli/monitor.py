@@ -1,5 +1,6 @@
 """`appliance monitor drift ENDPOINT [--deployment D] (--baseline FILE | --baseline-window 24h) [--window 1h]
-[--features a,b] [--numeric-metric M] [--threshold ...]`: drift of the data collector's data."""
+[--features a,b] [--numeric-metric M] [--threshold ...]`: drift of the data collector's data; and scheduled
+monitors: `appliance monitor create -f FILE | list | show NAME | delete NAME | run NAME`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 import click
 
 from appliance.cli import output
-from appliance.cli.common import Command, Group, client, duration, reporting
-from appliance.cli.output import emit, output_option
+from appliance.cli.common import Command, Group, client, duration, reporting, yes_option
+from appliance.cli.output import Column, emit, output_option
 
 NUMERIC = ("normalized_wasserstein_distance", "jensen_shannon_distance", "population_stability_index")
 CATEGORICAL = ("jensen_shannon_distance", "population_stability_index", "pearsons_chi_squared_test")
@@ -21,7 +22,174 @@ SPARKS = "▁▂▃▄▅▆▇█"
 
 @click.group(cls=Group)
 def group() -> None:
-    """Model monitoring of the data collector's data (deployments with `data_collector` collections)."""
+    """Model monitoring of the data collector's data (deployments with `data_collector` collections):
+    drift reports now, and monitors that run on a schedule."""
+
+
+COLUMNS: list[Column] = [
+    ("NAME", lambda m: m["name"]), ("DEPLOYMENT", lambda m: f"{m['endpoint_name']}/{m['deployment_name']}"),
+    ("TRIGGER", lambda m: trigger_text(m["trigger"])), ("SIGNALS", lambda m: ", ".join(m["signals"])),
+    ("STATUS", lambda m: m.get("status") or "not run"), ("LAST RUN", lambda m: m.get("last_run_at")),
+    ("NEXT RUN", lambda m: m.get("next_run_at"))]
+METRIC_ROWS: list[Column] = [
+    ("SIGNAL", lambda r: r["signal"]), ("FEATURE", lambda r: r["feature"]), ("TYPE", lambda r: r["type"]),
+    ("METRIC", lambda r: r["metric"]), ("VALUE", lambda r: _fmt(r["value"])),
+    ("THRESHOLD", lambda r: f"{'<' if r['metric'] == CATEGORICAL[2] else '>'} {r['threshold']:g}"),
+    ("VERDICT", lambda r: "ok" if r["passed"] else "FAIL")]
+
+
+def trigger_text(trigger: dict[str, Any]) -> str:
+    """A trigger in a few words: `cron 0 3 * * *`, `every 2 hours`, `every day at 03:15 (Europe/Paris)`."""
+    if trigger["type"] == "cron":
+        text = f"cron {trigger['expression']}"
+    else:
+        n, unit = trigger["interval"], trigger["frequency"]
+        text = f"every {unit}" if n == 1 else f"every {n} {unit}s"
+        when = trigger.get("schedule") or {}
+        if when.get("week_days"):
+            text += " on " + ",".join(d[:3] for d in when["week_days"])
+        if when.get("month_days"):
+            text += " on day " + ",".join(map(str, when["month_days"]))
+        hours, minutes = when.get("hours"), when.get("minutes")
+        if hours:
+            text += " at " + ",".join(f"{h:02d}:{m:02d}" for h in hours for m in minutes or [0])
+        elif minutes:
+            text += " at minute " + ",".join(map(str, minutes))
+    zone = trigger.get("time_zone") or "UTC"
+    return text if zone == "UTC" else f"{text} ({zone})"
+
+
+def monitor_lines(monitors: list[dict[str, Any]]) -> list[str]:
+    """Each monitor's last run in a line, then a line per signal (for `endpoint show` and `monitor run`)."""
+    lines = []
+    for m in monitors:
+        state = m.get("status") or "not run yet"
+        lines.append(f"{m['name']} ({m['deployment_name']}, {trigger_text(m['trigger'])}): {state}"
+                     + (f" at {m['last_run_at']}" if m.get("last_run_at") else "")
+                     + (f"; next {m['next_run_at']}" if m.get("next_run_at") else ""))
+        lines += [f"  {line}" for line in m.get("summary") or []]
+    return lines
+
+
+def _metric_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
+    run = view.get("last_run") or {}
+    return [{"signal": name, **row} for name, signal in (run.get("signals") or {}).items()
+            for row in signal.get("metrics", [])]
+
+
+def _show(view: dict[str, Any], fmt: str, query: str | None) -> None:
+    if fmt != "table" or query:
+        emit(view, fmt, expression=query)
+        return
+    emit({k: view[k] for k in ("name", "endpoint_name", "deployment_name", "created_at", "last_run_at",
+                               "next_run_at", "status")} | {"trigger": trigger_text(view["trigger"])}, "table")
+    rows = _metric_rows(view)
+    if rows:
+        click.echo()
+        emit(rows, "table", METRIC_ROWS)
+    click.echo()
+    for line in monitor_lines([view])[1:] or ["  not run yet (appliance monitor run NAME runs it now)"]:
+        click.echo(line.strip())
+
+
+@group.command("create", cls=Command)
+@click.option("-f", "--file", "file", type=click.Path(dir_okay=False, exists=True), required=True,
+              help="An Azure ML monitor schedule (YAML).")
+@click.option("-n", "--name", help="The monitor's name (default: the file's `name`).")
+@output_option()
+@click.pass_context
+def create(ctx: click.Context, file: str, name: str | None, fmt: str, query: str | None) -> None:
+    """Create (or replace) a scheduled monitor from an Azure ML monitor schedule, as `az ml schedule create`
+    takes it:
+
+    \b
+      name: iris_monitor
+      trigger: {type: recurrence, frequency: day, interval: 1, schedule: {hours: 3, minutes: 15}}
+               # or {type: cron, expression: "15 3 * * *"}; frequency minute|hour|day|week|month;
+               # start_time, time_zone (UTC or an IANA name)
+      create_monitor:
+        monitoring_target: {ml_task: classification, endpoint_deployment_id: azureml:my-ep:blue}
+        monitoring_signals:            # none: data_drift, prediction_drift and data_quality, defaults
+          inputs_drift:
+            type: data_drift           # or prediction_drift (model_outputs), data_quality (model_inputs)
+            production_data: {data_window: {lookback_window_size: P1D}}   # default: one trigger period
+            reference_data:            # a file or folder (or azureml:DATA:VERSION) ...
+              input_data: {path: ./train.parquet, type: uri_file}
+              # ... or the collected data before the production window:
+              # data_window: {lookback_window_size: P7D}
+            features: [sepal_length, petal_width]                      # default: all
+            metric_thresholds:         # a feature fails on any metric past its threshold
+              numerical: {normalized_wasserstein_distance: 0.1}
+              categorical: {jensen_shannon_distance: 0.1}
+          # numerical: normalized_wasserstein_distance, jensen_shannon_distance, population_stability_index;
+          # categorical: jensen_shannon_distance, population_stability_index, pearsons_chi_squared_test (a p-value);
+          # data_quality: null_value_rate, out_of_bounds_rate
+
+    compute, alert_notification and ml_task are recorded and have no effect here; a failing signal is a
+    `monitor.signal` event (appliance endpoint show, the TUI's describe)."""
+    from appliance.specs import read_yaml
+
+    with reporting():
+        body = dict(read_yaml(file)[0])
+        if name:
+            body["name"] = name
+        source = Path(file).resolve()
+        view = client(ctx).create_monitor(body, str(source), str(source.parent))
+    if fmt != "table" or query:
+        emit(view, fmt, expression=query)
+    else:
+        emit([view], "table", COLUMNS)
+    output.hint(f"next: appliance monitor run {view['name']}   (runs it now)")
+
+
+@group.command("list", cls=Command)
+@click.option("--endpoint", "-e", help="Only the monitors of this endpoint's deployments.")
+@output_option()
+@click.pass_context
+def list_(ctx: click.Context, endpoint: str | None, fmt: str, query: str | None) -> None:
+    """Every scheduled monitor: its trigger, signals, last run's status and next run."""
+    with reporting():
+        emit(client(ctx).list_monitors(endpoint), fmt, COLUMNS, query)
+
+
+@group.command("show", cls=Command)
+@click.argument("name")
+@output_option()
+@click.pass_context
+def show(ctx: click.Context, name: str, fmt: str, query: str | None) -> None:
+    """A monitor and its last run: per signal and feature, each metric's value against its threshold."""
+    with reporting():
+        view = client(ctx).get_monitor(name)
+    _show(view, fmt, query)
+
+
+@group.command("run", cls=Command)
+@click.argument("name")
+@output_option()
+@click.pass_context
+def run(ctx: click.Context, name: str, fmt: str, query: str | None) -> None:
+    """Run a monitor now (its schedule stays as it is) and print its signals."""
+    with reporting():
+        view = client(ctx).run_monitor(name)
+    _show(view, fmt, query)
+
+
+@group.command("delete", cls=Command)
+@click.argument("name")
+@yes_option
+@click.pass_context
+def delete(ctx: click.Context, name: str, yes: bool) -> None:
+    """Delete a monitor and its runs."""
+    import sys
+
+    if not yes:
+        if not sys.stdin.isatty():
+            output.fail("deleting a monitor deletes its runs; pass --yes to confirm")
+            sys.exit(2)
+        click.confirm(f"Delete monitor {name} and its runs?", abort=True, err=True)
+    with reporting():
+        client(ctx).delete_monitor(name)
+    output.note(f"monitor {name} deleted")
 
 
 @group.command(cls=Command)

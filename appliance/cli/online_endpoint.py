@@ -88,10 +88,28 @@ def list_(ctx: click.Context, fmt: str, query: str | None) -> None:
 @output_option()
 @click.pass_context
 def show(ctx: click.Context, positional: tuple[str, ...], name: str | None, fmt: str, query: str | None) -> None:
-    """One endpoint: auth mode, traffic, scoring_uri, openapi_uri, provisioning_state."""
+    """One endpoint: auth mode, traffic, scoring_uri, openapi_uri, provisioning_state, and its deployments'
+    scheduled monitors with their last signals (`monitors`)."""
+    from appliance.cli.monitor import monitor_lines
+
     name = one_name(positional, name)
     with reporting():
-        emit(client(ctx).get_endpoint(name), fmt, None, query)
+        c = client(ctx)
+        endpoint = c.get_endpoint(name)
+        monitors = c.list_monitors(name)
+    if fmt != "table" or query:
+        endpoint["monitors"] = [{**{k: m.get(k) for k in ("name", "deployment_name", "status", "last_run_at",
+                                                          "next_run_at", "summary")},
+                                 "signals": {n: {"status": s["status"], "failed_features": s["failed_features"]}
+                                             for n, s in ((m.get("last_run") or {}).get("signals") or {}).items()}}
+                                for m in monitors]
+        emit(endpoint, fmt, None, query)
+        return
+    emit(endpoint, fmt)
+    if monitors:
+        click.echo("\nmonitors")
+        for line in monitor_lines(monitors):
+            click.echo(f"  {line}")
 
 
 @group.command("delete")

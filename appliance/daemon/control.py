@@ -25,6 +25,7 @@ from appliance.builder import curated, dockerfile, images, mlflow_env, venv
 from appliance.builder.run import BuildError
 from appliance.daemon import background
 from appliance.daemon.jobs import Jobs
+from appliance.daemon.monitors import Monitors
 from appliance.registry import (
     BatchDeploymentRecord,
     BatchEndpointRecord,
@@ -38,7 +39,7 @@ from appliance.registry import (
 from appliance.registry.artifacts import Artifact
 from appliance.router import EndpointRoute, RoutingTable, tokens
 from appliance.runtime import DeploymentRuntime, LaunchPlan, Supervisor, logs
-from appliance.scoring import collect, providers
+from appliance.scoring import batching, collect, providers
 from appliance.scoring.onnx_model import OnnxModel, find_onnx_file, triton_name
 from appliance.specs import (
     BatchDeploymentSpec,
@@ -91,6 +92,36 @@ def _not_inprocess(spec: OnlineDeploymentSpec, environment: EnvironmentRecord | 
                                     or venv.requirements(environment.spec)):
         return f"its environment {environment.name}:{environment.version} installs packages or brings an image"
     return None
+
+
+def _check_batching(spec: OnlineDeploymentSpec, model: ModelRecord | None, byoc: str | None) -> None:
+    """The appliance's dynamic batching, asked for in environment_variables (Azure passes them through and
+    ignores these). Checked here, not with the spec's other fields: the worker reads the variables itself,
+    so their names and limits live in scoring/batching.py, which specs may not import."""
+    try:
+        config = batching.settings(spec.environment_variables)
+    except batching.BadSetting as exc:
+        raise SpecError(str(exc), field=f"environment_variables.{exc.name}") from None
+    if config is None:
+        return
+    why = None
+    if spec.code_configuration is not None:
+        why = f"this deployment runs a scoring script ({spec.code_configuration.scoring_script}), whose run() " \
+              "takes one request at a time"
+    elif byoc:
+        why = f"{byoc}, which serves requests itself"
+    elif model is not None and model.framework == "mlflow":
+        why = f"model {model.name}:{model.version} is an MLflow model, which mlflow serves one request at a time"
+    if why:
+        raise SpecError(f"dynamic batching ({batching.SIZE_VAR}) gathers the requests of a no-code ONNX model into "
+                        f"one onnxruntime call, but {why}; remove {batching.SIZE_VAR}",
+                        field=f"environment_variables.{batching.SIZE_VAR}")
+    concurrent = spec.request_settings.max_concurrent_requests_per_instance
+    if concurrent < 2:
+        raise SpecError(f"dynamic batching needs concurrent requests, and max_concurrent_requests_per_instance is "
+                        f"{concurrent}: one request at a time reaches an instance, so none would share a call; "
+                        "set it to 2 or more (to the batch size, say)",
+                        field="request_settings.max_concurrent_requests_per_instance")
 
 
 def custom_container(spec: OnlineDeploymentSpec, environment: EnvironmentRecord | None) -> str | None:
@@ -174,6 +205,7 @@ class Control:
         # Held while a deployment's runtime is changed: the reconciler's one writer per deployment.
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         self.jobs = Jobs(registry)
+        self.monitors = Monitors(registry)
 
     # -- staging: the slow part of a write, done before its transaction -------------------------
 
@@ -396,6 +428,7 @@ class Control:
             raise SpecError(f"runtime inprocess serves only no-code ONNX models inside the daemon, but model "
                             f"{model.name}:{model.version} is an MLflow model, served by mlflow in its own "
                             "environment; allowed here: process or docker", field="runtime")
+        _check_batching(spec, model, byoc)
         if spec.runtime == "inprocess" and (why := _not_inprocess(spec, environment)):
             raise SpecError(f"runtime inprocess serves only no-code ONNX models inside the daemon, but {why}; "
                             "allowed here: process or docker", field="runtime")
@@ -413,6 +446,12 @@ class Control:
             kind = "deployment.created" if existing is None else "deployment.updated"
             self.registry.add_event(kind, f"{spec.endpoint_name}/{spec.name}", model=stored.model,
                                     instance_count=spec.instance_count)
+        if existing is not None and _profiled_differently(existing, stored, code_digest) and \
+                self.registry.find_profile(endpoint.name, spec.name) is not None:
+            # What `deployment profile` measured is no longer what runs: export must not size from it.
+            self.registry.delete_profiles(endpoint.name, spec.name)
+            self.registry.add_event("deployment.profile_cleared", f"{spec.endpoint_name}/{spec.name}",
+                                    why="the deployment changed since it was profiled")
         return self.registry.put_deployment(stored, code_digest)
 
     def _too_many(self, instance_count: int) -> str | None:
@@ -952,3 +991,11 @@ class Control:
         records = await asyncio.to_thread(self.registry.list_deployments)
         endpoints = {e.name for e in await asyncio.to_thread(self.registry.list_endpoints)}
         await self.converge([r.key for r in records], endpoints, wait=0)
+
+
+def _profiled_differently(existing: DeploymentRecord, stored: OnlineDeploymentSpec, code_digest: str | None) -> bool:
+    """Whether a stored profile stops describing the deployment: any change but its instance count (the
+    profile is per instance), tags and description."""
+    same = msgspec.structs.replace(existing.spec, instance_count=stored.instance_count, tags=stored.tags,
+                                   description=stored.description)
+    return same != stored or existing.code_digest != code_digest

@@ -149,6 +149,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
                 log.info("removed %d container(s) left behind by an earlier daemon on this home", removed)
         await control.restore()
         await control.jobs.resume()  # jobs a stopped daemon left unfinished run on from their ledgers
+        control.monitors.start()  # monitors due while the daemon was down run now, once each
         # What exists now (frameworks, models, the registry) lives as long as the daemon: out of the
         # collector's sight, a full collection no longer walks it (measured: 60-90 ms pauses, a few a
         # minute under load, each one a latency spike for every request in flight).
@@ -162,6 +163,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080, max_request_byt
         log.info("shutting down: stopping instances")
         await reload.close()
         await collected_retention.stop()
+        await control.monitors.stop()
         await control.jobs.shutdown()  # unfinished jobs stay so in the ledger: the next daemon resumes them
         await dataplane.drain(timeout=5)
         await supervisor.stop_all()

@@ -147,3 +147,22 @@ class MiniBatch(Struct, kw_only=True):
     succeeded: int = 0
     failed: int = 0
     error: str | None = None
+
+
+class MonitorRecord(Struct, kw_only=True):
+    name: str
+    endpoint_name: str
+    deployment_name: str
+    spec: dict[str, Any]  # appliance.telemetry.signals.parse's
+    created_at: datetime
+    updated_at: datetime
+    last_run_at: datetime | None
+    next_run_at: datetime | None  # None: its trigger fires no more
+
+
+class MonitorRun(Struct, kw_only=True):
+    id: int
+    monitor: str
+    at: datetime
+    status: str  # passed, failed, error, no_data
+    result: dict[str, Any]  # {signals: {name: {status, failed_features, metrics, ...}}}

@@ -20,6 +20,7 @@ import msgspec
 
 from appliance.registry.artifacts import Artifact, ArtifactStore
 from appliance.registry.batch import BatchTables
+from appliance.registry.monitors import MonitorTables
 from appliance.registry.profiles import ProfileTables
 from appliance.registry.records import (
     DeploymentRecord,
@@ -59,7 +60,7 @@ def _quoted(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-class Registry(BatchTables, ProfileTables):
+class Registry(BatchTables, ProfileTables, MonitorTables):
     """`secret_key` (32 bytes, the home's secrets.key) seals the endpoint keys: they are encrypted on
     write and opened on read, so records hold them in plaintext and the file never does."""
 

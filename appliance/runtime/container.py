@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import secrets
 import threading
 from pathlib import Path
@@ -20,8 +22,10 @@ from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.process import TAIL_LINES
 from appliance.runtime.transport import HTTPClient
+from appliance.scoring import collect
 
 LABEL = "appliance.home"
+COLLECTED = f"{dockerfile.APP}/data-collector"  # the deployment's data collector folder, inside
 
 
 class ContainerInstance:
@@ -38,6 +42,8 @@ class ContainerInstance:
         self._exited: asyncio.Task[int] | None = None
 
     def _environment(self) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """The container's variables and bind mounts: the model and code read-only, and the data
+        collector's folder writable when the deployment collects."""
         plan = self.plan
         env = dict(plan.environment_variables)
         volumes: dict[str, dict[str, str]] = {}
@@ -49,6 +55,11 @@ class ContainerInstance:
         if plan.code_dir and plan.scoring_script:
             volumes[plan.code_dir] = {"bind": f"{dockerfile.APP}/code", "mode": "ro"}
             env.update(AML_APP_ROOT=f"{dockerfile.APP}/code", AZUREML_ENTRY_SCRIPT=plan.scoring_script)
+        if plan.data_collection:
+            setting = json.loads(plan.data_collection)
+            Path(setting["dir"]).mkdir(parents=True, exist_ok=True)
+            volumes[setting["dir"]] = {"bind": COLLECTED, "mode": "rw"}
+            env[collect.ENV] = json.dumps({**setting, "dir": COLLECTED})
         env["APPLIANCE_INSTANCE"] = self.name
         return env, volumes
 
@@ -62,9 +73,13 @@ class ContainerInstance:
         plan = self.plan
         gpus = [DeviceRequest(count=-1, capabilities=[["gpu"]])] if plan.gpu else None
 
+        # Collected files are the daemon user's, as in the process runtime (retention deletes them):
+        # the worker writes them as that user rather than the image's.
+        user = f"{os.getuid()}:{os.getgid()}" if plan.data_collection else None
+
         def run() -> Any:
             return self.engine.containers.run(
-                plan.image, detach=True, environment=env, volumes=volumes, device_requests=gpus,
+                plan.image, detach=True, environment=env, volumes=volumes, device_requests=gpus, user=user,
                 name=f"appliance-{plan.endpoint}-{self.name}-{secrets.token_hex(3)}",
                 ports={f"{plan.port}/tcp": ("127.0.0.1", None)},
                 labels={LABEL: self.home, "appliance.endpoint": plan.endpoint,

@@ -6,7 +6,9 @@ or packages (a native crash in onnxruntime would still take the daemon with it: 
 is the isolated choice). A model that is cheap (most tabular models take tens of µs) is called on
 the event loop, since a thread hop would cost more than the model; one whose average CPU time per
 call is over `INLINE_BUDGET` runs on a pool of `max_concurrent_requests_per_instance` threads
-instead (onnxruntime releases the GIL), so one heavy model can't stall every other endpoint.
+instead (onnxruntime releases the GIL), so one heavy model can't stall every other endpoint. With
+dynamic batching on (scoring/batching.py), /score's requests are gathered on the event loop and each batch
+runs by the same rule: inline while a batch's average is under INLINE_BUDGET, else on a thread.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from appliance.runtime import logs
 from appliance.runtime.plan import LaunchPlan
 from appliance.runtime.transport import RequestHeaders, Response
-from appliance.scoring import collect
+from appliance.scoring import batching, collect
 from appliance.scoring.app import Reply, Worker
 from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
 
@@ -56,7 +58,9 @@ class DirectClient:
                 last = headers[-1] if headers else (b"", b"")
                 request_id = last[1] if last[0] == b"x-request-id" else \
                     next((v for k, v in headers if k == b"x-request-id"), None)
-            if self.inline:
+            if self.worker.batcher is not None and path == "/score":
+                status, ctype, payload, extra = await asyncio.wait_for(self.worker.score_batched(body), timeout)
+            elif self.inline:
                 # Timed one call in SAMPLE: reading the CPU clock twice costs a tenth of a cheap model's call.
                 self._calls += 1
                 call = self._timed if self._calls % SAMPLE == 0 else self.worker.handle
@@ -84,6 +88,8 @@ class DirectClient:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.worker.batcher is not None:
+            self.worker.batcher.close()
         if self.worker.collection is not None:
             self.worker.collection.config.close()  # what is collected so far is written
 
@@ -118,10 +124,20 @@ class InProcessInstance:
             self._exit.set_result(3)
             return
         config = collect.Config.from_environment({collect.ENV: plan.data_collection or ""})
-        self.client = DirectClient(Worker(name, version, model=model, collection=collect.no_code(config)),
+        collection = collect.no_code(config)
+        try:
+            batcher, said = batching.for_model(model, dict(plan.environment_variables), collection is not None,
+                                               INLINE_BUDGET, cost)
+        except ValueError as exc:  # checked at apply: only a deployment stored before that check gets here
+            self._say("stderr", f"cannot serve the model: {exc}")
+            self._exit.set_result(3)
+            return
+        self.client = DirectClient(Worker(name, version, model=model, collection=collection, batcher=batcher),
                                    plan.request_settings.max_concurrent_requests_per_instance, cost)
         self._say("stderr", f"model {name}:{version} loaded from {model.path} on {model.provider}, "
                             "inside the daemon (runtime: inprocess)")
+        if said:
+            self._say("stderr", said)
 
     @property
     def pid(self) -> int | None:
@@ -150,9 +166,14 @@ class InProcessInstance:
 
     def details(self) -> dict[str, Any]:
         client = self.client
-        if client is None or client.average is None:
+        if client is None:
             return {}
-        return {"calls": "inline" if client.inline else "threads", "model_ms": round(client.average * 1000, 3)}
+        shown: dict[str, Any] = {}
+        if client.average is not None:
+            shown = {"calls": "inline" if client.inline else "threads", "model_ms": round(client.average * 1000, 3)}
+        if client.worker.batcher is not None:
+            shown["batching"] = client.worker.batcher.details()
+        return shown
 
     async def probe(self, timeout: float) -> bool:
         return self.running and self.client is not None

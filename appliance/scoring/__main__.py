@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from appliance.scoring import auth
+    from appliance.scoring import auth, collect
     from appliance.scoring.app import Worker
     from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
     from appliance.scoring.script import ScriptError, ScriptScorer
@@ -70,17 +70,21 @@ def main(argv: list[str] | None = None) -> int:
             from appliance.scoring.mlflow_model import MlflowModel
 
             mlflow = MlflowModel.from_environment()
-            worker = Worker(name, version, mlflow=mlflow)
+            worker = Worker(name, version, mlflow=mlflow, collection=collect.no_code(collect.process_config()))
             print(f"MLflow model {name}:{version} ({mlflow.flavor}) loaded from {mlflow.path}", file=sys.stderr,
                   flush=True)
         elif model_dir:
-            model = OnnxModel(find_onnx_file(Path(model_dir)))
-            model.warm_up()
-            from appliance.scoring import collect
+            from appliance.scoring import batching
 
-            worker = Worker(name, version, model=model, collection=collect.no_code(collect.process_config()))
+            model = OnnxModel(find_onnx_file(Path(model_dir)))
+            cost = model.warm_up()
+            collection = collect.no_code(collect.process_config())
+            batcher, said = batching.for_model(model, os.environ, collection is not None, average=cost)
+            worker = Worker(name, version, model=model, collection=collection, batcher=batcher)
             print(f"model {name}:{version} loaded from {model.path} on {model.provider}", file=sys.stderr,
                   flush=True)
+            if said:
+                print(said, file=sys.stderr, flush=True)
         else:
             print("neither AZUREML_ENTRY_SCRIPT nor AZUREML_MODEL_DIR is set: nothing to serve", file=sys.stderr)
             return 2

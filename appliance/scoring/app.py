@@ -7,6 +7,7 @@ A scoring script's deployment answers every path but those two as azmlinfsrv doe
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -16,6 +17,7 @@ from typing import Any
 import msgspec
 
 from appliance.scoring import auth, swagger
+from appliance.scoring.batching import Batcher
 from appliance.scoring.collect import NoCodeCollection
 from appliance.scoring.mlflow_model import MlflowModel
 from appliance.scoring.onnx_model import BadInput, OnnxModel
@@ -43,12 +45,13 @@ class Worker:
     def __init__(self, name: str, version: str, model: OnnxModel | None = None,
                  script: ScriptScorer | None = None, mlflow: MlflowModel | None = None,
                  keys: tuple[bytes, ...] | None = None,
-                 collection: NoCodeCollection | None = None) -> None:
+                 collection: NoCodeCollection | None = None, batcher: Batcher | None = None) -> None:
         self.keys = keys  # set: requests need one of them (auth.py); None: the router in front checks
-        self.collection = collection  # the data collector's model_inputs/model_outputs (no-code ONNX only)
+        self.collection = collection  # the data collector's model_inputs/model_outputs (no-code ONNX and MLflow)
         self.model = model
         self.script = script
         self.mlflow = mlflow  # a no-code MLflow model: /score only, in Azure's MLflow shapes
+        self.batcher = batcher  # set: /score's model runs are shared by concurrent requests (batching.py)
         self.name = name
         self.version = version
         self._swagger = _encode(swagger.document(model, title=name)) if model else \
@@ -76,9 +79,12 @@ class Worker:
             status, headers, payload = await self.script.handle(scope, body)
         else:
             try:
-                status, ctype, payload, extra = self.handle(
-                    scope["method"], scope["path"], body, _header(scope, b"inference-header-content-length"),
-                    _header(scope, b"x-request-id") if self.collection is not None else None)
+                if self.batcher is not None and scope["path"] == "/score" and scope["method"] == "POST":
+                    status, ctype, payload, extra = await self.score_batched(body)
+                else:
+                    status, ctype, payload, extra = self.handle(
+                        scope["method"], scope["path"], body, _header(scope, b"inference-header-content-length"),
+                        _header(scope, b"x-request-id") if self.collection is not None else None)
             except Exception as exc:  # a fault of the worker's: JSON too, and the reason in its log
                 log.exception("%s %s failed", scope["method"], _clip(scope["path"]))
                 status, ctype, payload, extra = _json(500, {"message": f"the worker failed: {type(exc).__name__}"})
@@ -127,20 +133,41 @@ class Worker:
         try:
             payload = _decode(body)
         except (msgspec.DecodeError, RecursionError) as exc:
-            return _json(400, {"message": f"the request body is not valid JSON: {_why(exc)}"},
-                         (b"x-appliance-input-error", b"1"))
+            return _not_json(exc)
         try:
             if self.collection is not None and self.model is not None:
                 result = self.collection.predict(model, payload, request_id)
+            elif self.collection is not None and self.mlflow is not None:
+                result = self.mlflow.predict(payload, functools.partial(self.collection.record, request_id))
             else:
                 result = model.predict(payload)
-        except BadInput as exc:  # refused before the model ran: the router passes this 400 on as is
-            return _json(400, {"message": str(exc)}, (b"x-appliance-input-error", b"1"))
-        except Exception as exc:  # the model itself failed: azmlinfsrv answers 500
-            return _json(500, {"message": f"the model failed: {type(exc).__name__}: {exc}"},
-                         (b"x-ms-run-function-failed", b"True"))
+        except BadInput as exc:
+            return _bad_input(exc)
+        except Exception as exc:
+            return _model_failed(exc)
         elapsed = f"{(time.perf_counter() - started) * 1000:.3f}".encode()
         return _json(200, result, (b"x-ms-run-fn-exec-ms", elapsed))
+
+    async def score_batched(self, body: bytes) -> Reply:
+        """`score` with the model's run shared by concurrent requests. Each request's input is checked
+        and converted before it joins a batch, so a bad one is refused alone; `x-appliance-batch` says
+        how many requests shared the call."""
+        model, batcher = self.model, self.batcher
+        assert model is not None and batcher is not None
+        started = time.perf_counter()
+        try:
+            payload = _decode(body)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            return _not_json(exc)
+        try:
+            results, shared = await batcher.run(model.feeds(model.named_values(payload)))
+            result = model.answer(results)
+        except BadInput as exc:
+            return _bad_input(exc)
+        except Exception as exc:
+            return _model_failed(exc)
+        elapsed = f"{(time.perf_counter() - started) * 1000:.3f}".encode()
+        return _json(200, result, (b"x-ms-run-fn-exec-ms", elapsed), (b"x-appliance-batch", str(shared).encode()))
 
     # -- Open Inference Protocol (KServe V2) -----------------------------------------------
 
@@ -188,6 +215,22 @@ class Worker:
                 reply["id"] = request["id"]
             return _json(200, reply)
         return _json(404, {"error": f"no route {method} {_clip(path)}"})
+
+
+def _not_json(exc: Exception) -> Reply:
+    return _json(400, {"message": f"the request body is not valid JSON: {_why(exc)}"},
+                 (b"x-appliance-input-error", b"1"))
+
+
+def _bad_input(exc: BadInput) -> Reply:
+    """Refused before the model ran: the router passes this 400 on as is."""
+    return _json(400, {"message": str(exc)}, (b"x-appliance-input-error", b"1"))
+
+
+def _model_failed(exc: Exception) -> Reply:
+    """The model itself failed: azmlinfsrv answers 500."""
+    return _json(500, {"message": f"the model failed: {type(exc).__name__}: {exc}"},
+                 (b"x-ms-run-function-failed", b"True"))
 
 
 def _why(exc: Exception) -> str:

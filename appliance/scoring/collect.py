@@ -520,6 +520,18 @@ def _columns(prefix: str, value: Any) -> Columns:
     return {f"{prefix}_{k}": flat[:, k] for k in range(flat.shape[1])}
 
 
+def _any_columns(value: Any) -> Columns:
+    """A DataFrame's columns as they are; a Series, an array or a list as `prediction` (`prediction_<k>`
+    for each column of a 2-D one); named arrays by name."""
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):
+        return {str(k): v for k, v in value.to_dict(orient="list").items()}
+    if isinstance(value, dict):
+        return _named_columns(value)
+    import numpy as np
+
+    return _columns("prediction", np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value))
+
+
 def _named_columns(named: dict[str, Any]) -> Columns:
     out: Columns = {}
     for name, value in named.items():
@@ -557,6 +569,17 @@ class NoCodeCollection:
         if self._slow or not exchanges.add(rid, time.time(), kept, (*map(feeds.__getitem__, self._inputs), *results)):
             self._slowly(model, rid, kept, feeds, results)
         return model.answer(results)
+
+    def record(self, request_id: bytes | None, inputs: Any, outputs: Any) -> None:
+        """A model served another way (MLflow's pyfunc): its input as parsed (a DataFrame, an array, named
+        arrays) and its predictions, if this request is sampled; read into columns by the writer."""
+        rid = request_id or str(uuid.uuid4()).encode()
+        u = draw(rid) if self._draws else 0.0
+        at, sink, cid = time.time(), self.config.sink, _text(rid)
+        if u < self.input_rate:
+            sink.add(INPUTS, cid, at, _any_columns, inputs)
+        if u < self.output_rate:
+            sink.add(OUTPUTS, cid, at, _any_columns, outputs)
 
     def _slowly(self, model: Any, rid: bytes, kept: int, feeds: dict[str, Any], results: list[Any]) -> None:
         at, sink, cid = time.time(), self.config.sink, _text(rid)

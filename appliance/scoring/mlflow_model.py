@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,9 @@ class MlflowModel:
                     frame[name] = frame[name].astype(_NUMPY[kind])
         return frame
 
-    def predict(self, payload: Any) -> Any:
+    def predict(self, payload: Any, observe: Callable[[Any, Any], None] | None = None) -> Any:
+        """The predictions as JSON values; `observe(input, predictions)` sees them first (the data
+        collector)."""
         from mlflow.exceptions import MlflowException
 
         data, params = self.parse(payload)
@@ -117,6 +120,8 @@ class MlflowModel:
             if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
                 raise BadInput(exc.message) from None
             raise
+        if observe is not None:
+            observe(data, result)
         return jsonable(result)
 
     # -- swagger ---------------------------------------------------------------------------------

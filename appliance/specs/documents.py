@@ -52,12 +52,17 @@ class Document:
     warnings: list[str] = field(default_factory=list)
 
 
+_MONITOR = "a model monitor schedule (create_monitor) is not applied: create it with `appliance monitor create -f FILE`"
+
+
 def detect_kind(body: dict[str, Any], source: str) -> str:
     schema = body.get("$schema")
     if isinstance(schema, str) and (m := _SCHEMA_NAME.search(schema)):
         kind = SCHEMA_KINDS.get(m.group(1).lower())
         if kind:
             return kind
+        if m.group(1).lower() == "schedule" and "create_monitor" in body:
+            raise SpecError(_MONITOR, field="$schema", source=source)
         raise SpecError(f"unsupported $schema {schema!r}: this appliance takes "
                         f"{', '.join(sorted(set(SCHEMA_KINDS.values())))}", field="$schema", source=source)
     if "endpoint_name" in body:
@@ -69,6 +74,8 @@ def detect_kind(body: dict[str, Any], source: str) -> str:
         return "environment"
     if "path" in body:
         return "model"
+    if "create_monitor" in body:
+        raise SpecError(_MONITOR, field="create_monitor", source=source)
     raise SpecError("cannot tell what this document is: give it a $schema, or the fields of a model "
                     "(path), an environment (image/conda_file), an online endpoint (auth_mode) or an "
                     "online deployment (endpoint_name); a batch endpoint or a data asset needs its $schema "
@@ -279,10 +286,55 @@ def _check(spec: Any, base: Path) -> Any:
         return _check_batch_deployment(spec, base)
     assert isinstance(spec, OnlineDeploymentSpec)
     _check_assets(spec, base)
+    _check_data_collector(spec.data_collector)
     if spec.model_mount_path is not None and not spec.model_mount_path.startswith("/"):
         raise SpecError(f"invalid value {spec.model_mount_path!r}: model_mount_path is an absolute path inside "
                         "the container, like /models", field="model_mount_path")
     return spec
+
+
+_COLLECTOR_FIELDS = ("collections", "sampling_rate", "rolling_rate", "request_logging")
+_COLLECTION_FIELDS = ("enabled", "sampling_rate", "data", "client_id")
+_ROLLING = ("minute", "hour", "day")
+
+
+def _check_data_collector(collector: dict[str, Any] | None) -> None:
+    """Azure's `data_collector` shape, checked here (the spec keeps it as a mapping: the collections
+    are named by the user, `model_inputs`, `model_outputs` or any a score.py collects)."""
+    if collector is None:
+        return
+    where = "data_collector"
+    _known(collector, _COLLECTOR_FIELDS, where)
+    _check_rate(collector.get("sampling_rate"), f"{where}.sampling_rate")
+    rolling = collector.get("rolling_rate")
+    if rolling is not None and str(rolling).lower() not in _ROLLING:
+        raise SpecError(f"invalid value {rolling!r}: one of {', '.join(_ROLLING)}", field=f"{where}.rolling_rate")
+    collections = collector.get("collections", {})
+    if not isinstance(collections, dict):
+        raise SpecError(f"invalid value {collections!r}: a mapping of collection names (model_inputs, "
+                        "model_outputs, ...) to their settings", field=f"{where}.collections")
+    for name, settings in collections.items():
+        field = f"{where}.collections.{name}"
+        if not isinstance(settings, dict):
+            raise SpecError(f"invalid value {settings!r}: a mapping like {{enabled: true, sampling_rate: 0.5}}",
+                            field=field)
+        _known(settings, _COLLECTION_FIELDS, field)
+        enabled = settings.get("enabled", False)
+        if not isinstance(enabled, bool) and str(enabled).strip().lower() not in ("true", "false"):
+            raise SpecError(f"invalid value {enabled!r}: true or false", field=f"{field}.enabled")
+        _check_rate(settings.get("sampling_rate"), f"{field}.sampling_rate")
+
+
+def _known(body: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in body:
+        if key not in allowed:
+            raise SpecError(f"unknown field; allowed in {where}: {', '.join(allowed)}", field=f"{where}.{key}")
+
+
+def _check_rate(rate: Any, field: str) -> None:
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1):
+        raise SpecError(f"invalid value {rate!r}: a sampling rate from 0 to 1 (the share of requests collected)",
+                        field=field)
 
 
 def _check_batch_deployment(spec: BatchDeploymentSpec, base: Path) -> BatchDeploymentSpec:

@@ -1,5 +1,6 @@
 """Drift reports over collected data (DuckDB aggregation in registry.collected, statistics in drift),
-and the retention of collected data (hour folders older than the request log's retention go)."""
+and the upkeep of collected data: finished hours compacted into one file each (collected.compact), hour
+folders older than the request log's retention deleted."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def report(home: Path, endpoint: str, deployment: str | None = None, *, baseline
         base_kinds = reader.columns(base_file) if base_file is not None else None
         for name in collected.collections(home, endpoint, deployment):
             target = collected.collected(home, endpoint, deployment, name, start, end)
-            if target.empty or reader.count(target) == 0:
+            if target.empty:
                 continue
             if base_file is not None:
                 baseline, kinds_b = base_file, base_kinds or {}
@@ -52,7 +53,7 @@ def report(home: Path, endpoint: str, deployment: str | None = None, *, baseline
                 assert baseline_window is not None
                 baseline = collected.collected(home, endpoint, deployment, name,
                                                start - timedelta(seconds=baseline_window), start)
-                if baseline.empty or reader.count(baseline) == 0:
+                if baseline.empty:
                     continue
                 kinds_b = reader.columns(baseline)
             kinds_t = reader.columns(target)
@@ -61,11 +62,14 @@ def report(home: Path, endpoint: str, deployment: str | None = None, *, baseline
                 continue
             numeric = [f for f in common if kinds_t[f] == kinds_b[f] == "numeric"]
             categorical = [f for f in common if f not in numeric]
+            side_b, side_t = reader.profile(baseline, target, numeric, categorical)
+            if not (side_b.rows and side_t.rows):
+                continue
             out.append({"collection": name,
                         "kind": "prediction drift" if name == OUTPUTS else "data drift",
                         "baseline": baseline.what, "target": target.what,
-                        "features": _numeric(reader, baseline, target, numeric, thresholds, bins)
-                        + _categorical(reader, baseline, target, categorical, thresholds)})
+                        "features": _numeric(reader, baseline, target, side_b, side_t, numeric, thresholds, bins)
+                        + _categorical(side_b, side_t, categorical, thresholds)})
     finally:
         reader.close()
     drifted = [f"{c['collection']}.{f['feature']}" for c in out for f in c["features"] if f["drift"]]
@@ -77,13 +81,13 @@ def report(home: Path, endpoint: str, deployment: str | None = None, *, baseline
             "collections": out, "drifted": drifted, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _numeric(reader: collected.Reader, baseline: collected.Source, target: collected.Source, features: list[str],
-             thresholds: drift.Thresholds, bins: int) -> list[dict[str, Any]]:
+def _numeric(reader: collected.Reader, baseline: collected.Source, target: collected.Source,
+             side_b: collected.Side, side_t: collected.Side, features: list[str], thresholds: drift.Thresholds,
+             bins: int) -> list[dict[str, Any]]:
     if not features:
         return []
-    rows_b, stats_b = reader.numeric_stats(baseline, features)
-    rows_t, stats_t = reader.numeric_stats(target, features)
-    plan: dict[str, tuple[float, float, int, float, float]] = {}
+    stats_b, stats_t = side_b.numeric, side_t.numeric
+    plan: collected.Plan = {}
     centers: dict[str, list[float]] = {}
     for f in features:
         lows = [v for v in (stats_b[f]["min"], stats_t[f]["min"]) if v is not None]
@@ -93,37 +97,35 @@ def _numeric(reader: collected.Reader, baseline: collected.Source, target: colle
         b_low = stats_b[f]["min"] if stats_b[f]["min"] is not None else -float("inf")
         b_high = stats_b[f]["max"] if stats_b[f]["max"] is not None else float("inf")
         plan[f] = (begin, width, len(centers[f]), b_low, b_high)
-    hist_b = reader.histograms(baseline, plan)
-    hist_t = reader.histograms(target, plan)
+    hist_b, hist_t = reader.histograms(baseline, target, plan)
     reports = []
     for f in features:
         sb, st = stats_b[f], stats_t[f]
         reports.append(drift.compare_numeric(
             f, centers[f],
-            drift.Side(rows_b, sb["nulls"], hist_b[f][0], sb["min"], sb["max"], sb["std"]),
-            drift.Side(rows_t, st["nulls"], hist_t[f][0], st["min"], st["max"], st["std"]),
+            drift.Side(side_b.rows, sb["nulls"], hist_b[f][0], sb["min"], sb["max"], sb["std"]),
+            drift.Side(side_t.rows, st["nulls"], hist_t[f][0], st["min"], st["max"], st["std"]),
             hist_t[f][1], thresholds))
     return reports
 
 
-def _categorical(reader: collected.Reader, baseline: collected.Source, target: collected.Source,
-                 features: list[str], thresholds: drift.Thresholds) -> list[dict[str, Any]]:
-    if not features:
-        return []
-    rows_b, cats_b = reader.categories(baseline, features)
-    rows_t, cats_t = reader.categories(target, features)
-    return [drift.compare_categorical(f, cats_b[f][0], cats_b[f][1], rows_b, cats_t[f][0], cats_t[f][1], rows_t,
-                                      thresholds) for f in features]
+def _categorical(side_b: collected.Side, side_t: collected.Side, features: list[str],
+                 thresholds: drift.Thresholds) -> list[dict[str, Any]]:
+    return [drift.compare_categorical(f, side_b.categorical[f][0], side_b.categorical[f][1], side_b.rows,
+                                      side_t.categorical[f][0], side_t.categorical[f][1], side_t.rows, thresholds)
+            for f in features]
 
 
 class Retention:
-    """Deletes collected hours older than `retention` seconds, every `every` seconds, off the event loop."""
+    """Every `every` seconds, off the event loop: compacts each hour's parts written since the last pass,
+    and deletes the hours older than `retention` seconds (None: kept)."""
 
     def __init__(self, home: Path, retention: float | None, every: float = 300.0) -> None:
         self.home = home
         self.retention = retention
         self.every = min(every, retention / 4) if retention else every
         self.pruned = 0
+        self.compacted = 0
         self._task: asyncio.Task[None] | None = None
 
     def prune(self, now: datetime | None = None) -> int:
@@ -133,17 +135,24 @@ class Retention:
         self.pruned += removed
         return removed
 
+    def compact(self) -> int:
+        made, _ = collected.compact(self.home)
+        self.compacted += made
+        return made
+
     async def _loop(self) -> None:
         while True:
             try:
                 if removed := await asyncio.to_thread(self.prune):
                     log.info("data collector: removed %d hour(s) older than the retention", removed)
+                if made := await asyncio.to_thread(self.compact):
+                    log.info("data collector: compacted %d hour(s)", made)
             except Exception:
-                log.exception("data collector: pruning failed")
+                log.exception("data collector: pruning or compacting failed")
             await asyncio.sleep(self.every)
 
     def start(self) -> None:
-        if self.retention is not None and self._task is None:
+        if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:

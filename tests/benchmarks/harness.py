@@ -14,12 +14,17 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
   batch     batch jobs (batch_bench.py): no-code ONNX over 1,000,000 Parquet rows against a plain
             onnxruntime loop (≥ 0.90×), and a score.py's cost per mini-batch (≤ 5 ms); `--only batch`
             runs these alone
+  drift     a drift report over 10,000,000 collected rows (drift_bench.py), a day of the data collector's
+            files, through GET /endpoints/E/drift and `appliance monitor drift` (≤ 10 s; `--only drift`)
   tui       (b) with `appliance tui` open in a tmux terminal on its live endpoints view, alternated with
             it closed (`--only tui`)
   prometheus (b) with GET /metrics scraped once a second (as Prometheus would, with the admin token),
             alternated with no scraper (`--only prometheus`)
   collect   (b) with Azure's data collector on (inputs and outputs, sampling_rate 1.0), alternated with it
             off (`--only collect`)
+  batching  an MLP as a no-code ONNX deployment at 64 clients (wrk -c64), dynamic batching on (max batch 32,
+            delay 500 µs) alternated with off on fresh daemons (batching_bench.py; `--only batching`):
+            throughput ratio (≥ 1.5×) and p99 (≤ unbatched p99 + delay + one batch's run)
 Each gets a wrk warm-up, wrk -t1 -c16 (throughput), wrk -t1 -c1 (latency) and an open-loop run at a
 share of its own c16 throughput (openloop.py: latency from the scheduled send time); every server after
 (a) gets a second open-loop run at (a)'s rate, the same offered load for the tails. The request-log
@@ -64,6 +69,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import batch_bench
+import batching_bench
+import drift_bench
 import httpx
 import psutil
 import report
@@ -124,6 +131,8 @@ class Bench:
         self.profiles: dict[str, Any] = {}
         self.daemon_apply: Daemon | None = None
         self.batch: dict[str, Any] | None = None  # batch_bench.measure's
+        self.drift: dict[str, Any] | None = None  # drift_bench.measure's
+        self.batching: dict[str, list[dict[str, Any]]] | None = None  # arm → its runs (batching_bench.py)
         self._scraping: threading.Event | None = None  # the prometheus arm's scraper, while one runs
 
     def log(self, message: str) -> None:
@@ -186,8 +195,8 @@ class Bench:
         if self.args.startup_only:
             with contextlib.ExitStack() as stack:
                 return self.document(None, None, self.startup(stack))
-        if self.args.only == ["batch"]:  # the batch targets alone: no load generator, no apply timings
-            self.batch = batch_bench.measure(self.work, self.log, self.args.appliance, self.args.batch_runs)
+        if self.args.only and set(self.args.only) <= {"batch", "drift"}:  # no load generator, no apply timings
+            self.standalone()
             return self.document(None, None, None)
         self.wrk = ensure_wrk(self.log)
         azml = ensure_azmlinfsrv(self.log) if self.wanted("a") else None
@@ -211,12 +220,20 @@ class Bench:
                         stack.callback(proc.stop)
                         self.measure(key, target)
                         proc.stop()
-            if self.wanted("batch"):
-                self.batch = batch_bench.measure(self.work, self.log, self.args.appliance, self.args.batch_runs)
+            if self.wanted("batching"):
+                self.batching_arms()
+            self.standalone()
             apply = self.apply_time(project, stack) if not self.args.skip_apply else None
             reload = self.hot_reload(project, stack) if not self.args.skip_apply else None
             startup = self.startup(stack) if not self.args.skip_startup else None
         return self.document(apply, reload, startup)
+
+    def standalone(self) -> None:
+        """The scenarios with daemons and data of their own: batch, drift."""
+        if self.wanted("batch"):
+            self.batch = batch_bench.measure(self.work, self.log, self.args.appliance, self.args.batch_runs)
+        if self.wanted("drift"):
+            self.drift = drift_bench.measure(self.work, self.log, self.args.appliance, self.args.drift_runs)
 
     def appliance(self, project: Project, stack: contextlib.ExitStack) -> None:
         daemon = Daemon(f"log-r{self.round}", self.work, self.pin, exe=self.args.appliance).start()
@@ -288,6 +305,37 @@ class Bench:
                                    "the request log to write what it holds")
                     self._ab_run(name, arm, target)
         self._ab_log(name)
+
+    def batching_arms(self) -> None:
+        """The same deployment with dynamic batching on and off (batching_bench.py), each pair of runs on a
+        fresh daemon, the arm switched by applying the other YAML (its instance replaced), the order of the
+        arms alternated between pairs; wrk -c64 after a 1 s warm-up."""
+        root, body = batching_bench.prepare(self.work / "batching")
+        clients = batching_bench.CLIENTS
+        self.batching = {"on": [], "off": []}
+        for i in range(self.args.ab_pairs):
+            with contextlib.ExitStack() as stack:
+                daemon = Daemon(f"ab{i}-batching", self.work, self.pin, exe=self.args.appliance).start()
+                stack.callback(daemon.stop)
+                for arm in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                    daemon.cli("apply", "-f", "endpoint.yml", "-f", f"{arm}.yml", cwd=root)
+                    target = daemon.target(f"batching-{arm}", batching_bench.ENDPOINT, body)
+                    script = wrk_script(target, self.work)
+                    run_wrk(self.wrk, target, script, clients, 1, self.pin)
+                    with Noise(_processes(target)) as noise:
+                        r = run_wrk(self.wrk, target, script, clients, max(3.0, self.args.duration / 2), self.pin)
+                    [instance] = daemon.api("GET", f"/endpoints/{batching_bench.ENDPOINT}/deployments/main").json()[
+                        "instances"]
+                    counts = instance.get("batching") or {}
+                    r["requests_per_call"] = round(counts["requests"] / counts["calls"], 2) if counts.get("calls") \
+                        else None
+                    r["batch_ms"] = counts.get("batch_ms")
+                    r["server_cpu_us_per_request"] = round(sum(noise.server_cpu.values()) * 1e6 / max(r["ok"], 1), 1)
+                    self.batching[arm].append(r)
+                    self.log(f"    batching {arm}: {r['requests_per_s']:,.0f} req/s, p50 "
+                             f"{r['latency_ms']['p50']:.2f} ms, p99 {r['latency_ms']['p99']:.2f} ms, errors "
+                             f"{r['errors']}" + (f"; {r['requests_per_call']} requests per call, a batch "
+                                                 f"{r['batch_ms']} ms" if arm == "on" else ""))
 
     def _tui(self, daemon: Daemon, on: bool, stack: contextlib.ExitStack) -> None:
         """`appliance tui` in a real terminal (tmux, 120×40), attached to `daemon` and polling its endpoints
@@ -521,7 +569,10 @@ class Bench:
             "alternated": self.ab or None,
             "alternated_cpu_us_per_request": self.ab_cpu or None,
             "batch": self.batch,
-            "targets": report.targets(scenarios, apply, reload, self.ab, self.ab_cpu, startup, self.batch),
+            "drift": self.drift,
+            "batching": self.batching,
+            "targets": report.targets(scenarios, apply, reload, self.ab, self.ab_cpu, startup, self.batch,
+                                      self.drift, self.batching),
         }
 
 
@@ -660,10 +711,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="cap on the open-loop rate: past it the Python generator itself adds latency")
     parser.add_argument("--pin", choices=["split", "client", "none"], default="split",
                         help="split: client on CPU 0, servers on CPU 1; client: only the client pinned")
-    parser.add_argument("--only", nargs="+", choices=[*ORDER, "batch", "tui", "prometheus", "collect"],
-                        help="run only these scenarios (batch: the batch jobs' targets, batch_bench.py)")
+    parser.add_argument("--only", nargs="+", choices=[*ORDER, "batch", "drift", "tui", "prometheus", "collect",
+                                                       "batching"],
+                        help="run only these scenarios (batch: the batch jobs' targets, batch_bench.py; drift: "
+                             "drift_bench.py)")
     parser.add_argument("--batch-runs", type=int, default=3,
                         help="batch: alternated runs of each arm (and of the score.py job); medians")
+    parser.add_argument("--drift-runs", type=int, default=5, help="drift: reports timed (API and CLI); medians")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat every scenario this many times; the table shows medians (noisy machines)")
     parser.add_argument("--ab-pairs", type=int, default=15, choices=range(1, 41), metavar="1..40",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from servers import BENCH, BODY, Pinning, Target
+from servers import BENCH, Pinning, Target
 
 _LUA = """-- written by tests/benchmarks/loadgen.py
 wrk.method = "POST"
@@ -32,7 +32,7 @@ end
 def wrk_script(target: Target, folder: Path) -> Path:
     headers = "\n".join(f'wrk.headers["{k.title()}"] = [==[{v}]==]' for k, v in target.headers.items())
     path = folder / f"wrk-{target.name}.lua"
-    path.write_text(_LUA.format(body=BODY.decode(), headers=headers))
+    path.write_text(_LUA.format(body=target.body.decode(), headers=headers))
     return path
 
 
@@ -61,7 +61,7 @@ def run_wrk(wrk: str, target: Target, script: Path, connections: int, duration: 
 
 def run_open_loop(target: Target, rate: float, duration: float, pin: Pinning) -> dict[str, Any]:
     cmd = [*pin.client(), sys.executable, str(BENCH / "openloop.py"), "--url", target.url, "--rate", f"{rate:.1f}",
-           "--duration", str(duration), "--body", BODY.decode(), "--header", "Content-Type: application/json"]
+           "--duration", str(duration), "--body", target.body.decode(), "--header", "Content-Type: application/json"]
     for k, v in target.headers.items():
         cmd += ["--header", f"{k.title()}: {v}"]
     if pin.spin:

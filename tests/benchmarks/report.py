@@ -9,6 +9,8 @@ import statistics
 from typing import Any
 
 import batch_bench
+import batching_bench
+import drift_bench
 from rich.console import Console
 from rich.table import Table
 
@@ -109,7 +111,8 @@ def _target(name: str, wanted: str, measured: str, ok: bool | None, note: str = 
 def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
             reload: dict[str, Any] | None, alternated: dict[str, dict[str, list[float]]] | None = None,
             alternated_cpu: dict[str, dict[str, list[float]]] | None = None,
-            startup: dict[str, Any] | None = None, batch: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+            startup: dict[str, Any] | None = None, batch: dict[str, Any] | None = None,
+            drift: dict[str, Any] | None = None, batching: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     a, b = scenarios.get("a"), scenarios.get("b")
     rps = {k: _get(v, "wrk_c16", "requests_per_s") for k, v in scenarios.items()}
@@ -213,6 +216,8 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
                                    False))
     out += startup_targets(startup)
     out += batch_bench.targets(batch)  # (A) and (B) of the batch scenario
+    out += drift_bench.targets(drift)
+    out += batching_bench.targets(batching)
     return out
 
 
@@ -265,7 +270,8 @@ def pooled(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         doc[key] = merged
     doc["pooled_from"] = len(docs)
     doc["targets"] = targets(doc["scenarios"], doc.get("apply"), doc.get("hot_reload"), doc["alternated"],
-                             doc["alternated_cpu_us_per_request"], doc.get("startup"), doc.get("batch"))
+                             doc["alternated_cpu_us_per_request"], doc.get("startup"), doc.get("batch"),
+                             doc.get("drift"), doc.get("batching"))
     return doc
 
 

@@ -328,9 +328,9 @@ class Proc:
                 child.kill()
 
 
-def _score_ok(url: str, headers: dict[str, str]) -> bool:
+def _score_ok(url: str, headers: dict[str, str], body: bytes = BODY) -> bool:
     try:
-        r = httpx.post(url, content=BODY, headers={"content-type": "application/json", **headers}, timeout=2)
+        r = httpx.post(url, content=body, headers={"content-type": "application/json", **headers}, timeout=2)
     except httpx.TransportError:
         return False
     return r.status_code == 200
@@ -344,12 +344,13 @@ class Target:
     url: str
     headers: dict[str, str]
     pids: dict[str, int]  # role → pid, for profiling and reports
+    body: bytes = BODY  # what it is sent
 
 
-def wait_ready(proc: Proc, url: str, headers: dict[str, str], timeout: float = 60) -> None:
+def wait_ready(proc: Proc, url: str, headers: dict[str, str], timeout: float = 60, body: bytes = BODY) -> None:
     def ready() -> bool:
         proc.check()
-        return _score_ok(url, headers)
+        return _score_ok(url, headers, body)
 
     wait_until(ready, timeout, f"{proc.name} to answer 200 on {url} (log: {proc.log})", poll=0.05)
 
@@ -453,12 +454,12 @@ class Daemon:
         response.raise_for_status()
         return response.json()["primaryKey"]
 
-    def target(self, name: str, endpoint: str) -> Target:
+    def target(self, name: str, endpoint: str, body: bytes = BODY) -> Target:
         headers = {"authorization": f"Bearer {self.key(endpoint)}"}
         url = f"{self.url}/endpoints/{endpoint}/score"
         assert self.proc
-        wait_ready(self.proc, url, headers)
-        return Target(name, url, headers, {"daemon": self.proc.pid, **self.worker_pids()})
+        wait_ready(self.proc, url, headers, body=body)
+        return Target(name, url, headers, {"daemon": self.proc.pid, **self.worker_pids()}, body)
 
     def worker_pids(self) -> dict[str, int]:
         """Instance name (APPLIANCE_INSTANCE) → pid of its worker process."""

@@ -9,9 +9,10 @@ their traffic, update or delete them. What is held back, and why:
 - `POST /environments/{name}/build` and `POST .../deployments/{name}/package` build Docker images (minutes):
   they are fuzzed against names that don't exist, so their parameters, 404s and schema are checked but no
   build starts. So is `POST .../deployments/{name}/profile`, which loads a deployment for minutes.
-- Azure ML documents (`/apply`, `/apply/stream`, `POST /models`), traffic maps and `deployment update --set`
-  are valid or not by rules no JSON schema says (files must exist, references resolve, traffic adds up to 0
-  or 100 over deployments the endpoint has): there a schema-valid request may be refused with a 400.
+- Azure ML documents (`/apply`, `/apply/stream`, `POST /models`, `POST /monitors`), traffic maps and
+  `deployment update --set` are valid or not by rules no JSON schema says (files must exist, references
+  resolve, traffic adds up to 0 or 100 over deployments the endpoint has): there a schema-valid request may
+  be refused with a 400.
 - Generated documents are never deployable (their model files don't exist), so no apply waits for instances.
 """
 
@@ -36,7 +37,7 @@ CONFIG = r"""
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "431"]
 
 [[operations]]
-include-path-regex = '^/api/v1/(apply(/stream)?|models|data|export|batch-endpoints/\{endpoint\}/jobs)$'
+include-path-regex = '^/api/v1/(apply(/stream)?|models|data|export|monitors|batch-endpoints/\{endpoint\}/jobs)$'
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
 [[operations]]

@@ -5,6 +5,7 @@ serving on their own, bring-your-own containers, and the errors."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -13,11 +14,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
 import pytest
-from conftest import Daemon, free_port, wait_until
+from conftest import Daemon, collected_rows, free_port, wait_until
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]]
 
@@ -99,6 +101,34 @@ def test_docker_deployment_serves_and_leaves_no_orphans(docker_daemon: Daemon, i
     wait_until(lambda: daemon.score("my-ep", {"data": ROWS}).status_code == 200, 60, "the replaced container")
     assert len(ours(engine, daemon.home)) == 1
 
+    daemon.cli("endpoint", "delete", "my-ep", "--yes")
+    assert ours(engine, daemon.home) == []
+
+
+def test_docker_deployment_collects_data_as_the_daemons_user(docker_daemon: Daemon, iris_project: Path,
+                                                             engine: docker.DockerClient) -> None:
+    """Azure's data collector in the docker runtime: the worker in the container writes the deployment's
+    collections into the home through a bind mount, as files the daemon's user owns (retention deletes them)."""
+    daemon = docker_daemon
+    project = docker_project(iris_project)
+    with (project / "docker.yml").open("a") as spec:
+        spec.write("data_collector:\n  collections:\n    model_inputs:\n      enabled: true\n"
+                   "    model_outputs:\n      enabled: true\n")
+    daemon.cli("apply", "-f", "endpoint.yml", "-f", "env.yml", "-f", "docker.yml", cwd=project)
+    response = daemon.score("my-ep", {"data": ROWS}, **{"x-request-id": "in-a-container"})
+    assert response.status_code == 200, response.text
+    folder = daemon.home / "data-collector" / "endpoint=my-ep" / "deployment=blue"
+
+    def written() -> dict[str, list[dict[str, Any]]] | None:
+        found = {c: collected_rows(folder, c) for c in ("model_inputs", "model_outputs")}
+        return found if all(found.values()) else None
+
+    found = wait_until(written, 60, "the container's collected rows")
+    assert all(f.stat().st_uid == os.getuid() for f in folder.rglob("*"))
+    inputs, outputs = found["model_inputs"], found["model_outputs"]
+    assert [r["correlation_id"] for r in inputs] == ["in-a-container"] * len(ROWS)
+    assert [[r[f"features_{k}"] for k in range(4)] for r in inputs] == [[pytest.approx(v) for v in row] for row in ROWS]
+    assert [r["label"] for r in outputs] == [0, 2]
     daemon.cli("endpoint", "delete", "my-ep", "--yes")
     assert ours(engine, daemon.home) == []
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, wait_until
+from conftest import Daemon, collected_rows, wait_until
 
 mlflow = pytest.importorskip("mlflow")
 pd = pytest.importorskip("pandas")
@@ -208,3 +208,29 @@ def test_mlflow_model_scores_a_batch_job_without_code(served: tuple[Daemon, floa
     assert len(rows) == 12
     for name, frame in frames.items():
         assert [p for f, p in rows if f == name] == pytest.approx(local(project, "sklearn-diabetes", frame))
+
+
+def test_data_collector_records_an_mlflow_models_inputs_and_predictions(served: tuple[Daemon, float],
+                                                                        project: Path) -> None:
+    """Azure collects a no-code MLflow deployment's model_inputs and model_outputs as it does an ONNX one's:
+    the input frame's columns, and the predictions, joined by the request id."""
+    daemon, _ = served
+    sets = [f"data_collector.collections.{c}.enabled=true" for c in ("model_inputs", "model_outputs")]
+    daemon.cli("deployment", "update", "ncd-ep", "sklearn-deployment", "--set", *sets)
+    rows = [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], [10.0, 2.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0]]
+    response = daemon.score("ncd-ep", {"input_data": {"columns": DIABETES, "index": [0, 1], "data": rows}},
+                            **{"azureml-model-deployment": "sklearn-deployment", "x-request-id": "mlflow-req-1"})
+    assert response.status_code == 200, response.text
+    folder = daemon.home / "data-collector" / "endpoint=ncd-ep" / "deployment=sklearn-deployment"
+
+    def collected() -> dict[str, list[dict[str, Any]]] | None:
+        found = {c: collected_rows(folder, c) for c in ("model_inputs", "model_outputs")}
+        return found if all(found.values()) else None
+
+    found = wait_until(collected, 30, "the MLflow deployment's collected rows")
+    inputs, outputs = found["model_inputs"], found["model_outputs"]
+    assert [r["correlation_id"] for r in inputs] == ["mlflow-req-1"] * 2
+    assert [[r[c] for c in DIABETES] for r in inputs] == rows
+    expected = local(project, "sklearn-diabetes", pd.DataFrame(rows, columns=DIABETES))
+    assert [r["correlation_id"] for r in outputs] == ["mlflow-req-1"] * 2
+    assert [r["prediction"] for r in outputs] == pytest.approx(expected)

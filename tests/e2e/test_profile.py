@@ -99,6 +99,16 @@ def test_profile_measures_a_20ms_model_and_sizes_it(sleepy: Daemon, tmp_path: Pa
     again = json.loads(daemon.cli("deployment", "show", "my-ep", "blue", "-o", "json").stdout)
     assert again["profile"]["at"] == result["at"]
 
+    # Scaling out keeps it (it is per instance); a change to what runs drops it, and says so.
+    daemon.cli("deployment", "update", "my-ep", "blue", "--set", "instance_count=2")
+    assert json.loads(daemon.cli("deployment", "show", "my-ep", "blue", "-o", "json").stdout)["profile"]
+    daemon.cli("deployment", "update", "my-ep", "blue", "--set",
+               "request_settings.max_concurrent_requests_per_instance=2")
+    changed = json.loads(daemon.cli("deployment", "show", "my-ep", "blue", "-o", "json").stdout)
+    assert changed.get("profile") is None
+    events = daemon.api("GET", "/events", params={"subject": "my-ep/blue"}).json()
+    assert "deployment.profile_cleared" in [e["kind"] for e in events]
+
 
 def test_profile_refusals(sleepy: Daemon, tmp_path: Path) -> None:
     project = tmp_path / "project"

@@ -3,6 +3,7 @@ DuckDB aggregation (appliance/registry/collected.py) + report (appliance/telemet
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -175,3 +176,29 @@ def test_prune_removes_old_hours(tmp_path: Path) -> None:
 def test_bad_thresholds_refused() -> None:
     with pytest.raises(ValueError, match="numeric metric"):
         drift.Thresholds(numeric=("pearsons_chi_squared_test", 0.05)).check()
+
+
+def test_compaction_keeps_every_row_once(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    hour = tmp_path / "data-collector" / "endpoint=ep" / "deployment=blue" / "collection=model_inputs" \
+        / "hour=2025-01-02T10"
+    at = datetime(2025, 1, 2, 10, 30)
+    for i in range(3):
+        _write(hour / f"part-{i}.parquet", {"f0": rng.normal(0, 1, 100)}, at)
+    now = datetime(2025, 1, 2, 12, 30)
+
+    def rows() -> int:
+        report = monitor.report(tmp_path, "ep", None, baseline_window=3600, window=3 * 3600, now=now)
+        return int(report["collections"][0]["features"][0]["target"]["rows"])
+
+    _write(hour.with_name("hour=2025-01-02T08") / "part-0.parquet", {"f0": rng.normal(0, 1, 50)}, at.replace(hour=8))
+    assert collected.compact(tmp_path) == (1, 0)  # the hour with three parts; one part is left as it is
+    assert len(list(hour.glob("*.parquet"))) == 4 and rows() == 300  # the parts are still there, not read
+    _write(hour / "part-9.parquet", {"f0": rng.normal(0, 1, 10)}, at)  # written since
+    assert rows() == 310
+    assert collected.compact(tmp_path) == (0, 0)  # one part an hour: nothing to merge
+    _write(hour / "part-10.parquet", {"f0": rng.normal(0, 1, 5)}, at)
+    assert collected.compact(tmp_path) == (1, 0) and rows() == 315  # two compacted files, the new parts held
+    assert collected.compact(tmp_path, now=time.time() + collected.KEEP_PARTS + 1) == (0, 5)  # later
+    assert sorted(p.name.split("-")[0] for p in hour.glob("*.parquet")) == ["compacted", "compacted"]
+    assert rows() == 315

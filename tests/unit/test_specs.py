@@ -446,3 +446,38 @@ def test_scoring_script_in_a_subfolder_or_linked_inside_code_is_accepted(conf: P
         spec, _ = load_one(conf, code_deployment(script))
         assert isinstance(spec, OnlineDeploymentSpec) and spec.code_configuration is not None
         assert spec.code_configuration.scoring_script == script
+
+
+# -- data_collector ----------------------------------------------------------------------------
+
+
+def test_azure_data_collector_is_accepted_as_written(conf: Path) -> None:
+    spec, _ = load_one(conf, DEPLOYMENT + "data_collector:\n  rolling_rate: Hour\n  sampling_rate: 0.5\n"
+                       "  collections:\n    model_inputs:\n      enabled: 'True'\n"
+                       "      data:\n        name: ep_inputs\n"
+                       "    model_outputs:\n      enabled: false\n      sampling_rate: 1\n")
+    assert isinstance(spec, OnlineDeploymentSpec) and spec.data_collector is not None
+    assert spec.data_collector["collections"]["model_inputs"]["enabled"] == "True"
+
+
+@pytest.mark.parametrize(("collector", "field", "said"), [
+    ("  collections:\n    model_inputs:\n      enabled: true\n      sampling_rate: 7\n",
+     "data_collector.collections.model_inputs.sampling_rate", "invalid value 7: a sampling rate from 0 to 1"),
+    ("  sampling_rate: lots\n", "data_collector.sampling_rate", "invalid value 'lots'"),
+    ("  collections:\n    model_inputs:\n      enabled: yes please\n",
+     "data_collector.collections.model_inputs.enabled", "true or false"),
+    ("  colections: {}\n", "data_collector.colections", "allowed in data_collector: collections, sampling_rate"),
+    ("  collections:\n    model_inputs: on\n", "data_collector.collections.model_inputs", "a mapping like"),
+    ("  rolling_rate: weekly\n", "data_collector.rolling_rate", "one of minute, hour, day"),
+])
+def test_a_malformed_data_collector_is_refused_naming_the_field(conf: Path, collector: str, field: str,
+                                                                said: str) -> None:
+    error = load_error(conf, DEPLOYMENT + "data_collector:\n" + collector)
+    assert error.field == field and said in str(error)
+
+
+@pytest.mark.parametrize("schema", ["$schema: https://azuremlschemas.azureedge.net/latest/schedule.schema.json\n", ""])
+def test_a_monitor_schedule_given_to_apply_points_to_monitor_create(conf: Path, schema: str) -> None:
+    error = load_error(conf, schema + "name: drift\ntrigger:\n  type: recurrence\n  frequency: day\n  interval: 1\n"
+                       "create_monitor:\n  monitoring_target:\n    endpoint_deployment_id: azureml:my-ep:blue\n")
+    assert "appliance monitor create -f FILE" in str(error)

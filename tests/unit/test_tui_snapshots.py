@@ -101,3 +101,16 @@ def test_traffic_refusal(snap_compare: Any) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(app("endpoints"), terminal_size=(100, 30), run_before=before)
+
+
+def test_describe_endpoint_with_monitors(snap_compare: Any) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("d")
+        for _ in range(200):  # the describe pane comes from a worker
+            if pilot.app.screen.__class__.__name__ == "TextPane":
+                break
+            await pilot.pause(0.02)
+        await pilot.pause(0.1)
+
+    assert snap_compare(app("endpoints"), terminal_size=(100, 30), run_before=before)

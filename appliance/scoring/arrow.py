@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 _NUMERIC = {np.dtype(t): pa.from_numpy_dtype(np.dtype(t)) for t in
-            ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")}
+            ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")}
 
 
 def numeric(values: np.ndarray) -> pa.Array:
@@ -22,7 +22,7 @@ def numeric(values: np.ndarray) -> pa.Array:
         return pa.Array.from_buffers(pa.timestamp("us"), len(values),
                                      [None, pa.py_buffer(np.ascontiguousarray(values).view(np.int64))])
     kind = _NUMERIC.get(values.dtype)
-    if kind is None or values.ndim != 1 or kind == pa.bool_():  # Arrow's booleans are bits
+    if kind is None or values.ndim != 1:  # booleans too: Arrow's are bits
         return pa.array(values)
     return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(np.ascontiguousarray(values))])
 

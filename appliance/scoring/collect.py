@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import array
 import atexit
+import functools
 import hashlib
 import json
 import logging
@@ -166,28 +167,29 @@ class Sink:
             with self._cycles:
                 self._begun += 1
             for collection, queue in list(self._queues.items()):
-                self._guarded(collection, _drain(queue), self._write)
+                records = _drain(queue)
+                if records:
+                    self._guarded(collection, len(records), functools.partial(self._write, collection, records))
             for exchanges in list(self._exchanges):
-                self._guarded("model_inputs and model_outputs", [exchanges], self._write_exchanges)
+                if pending := exchanges.pending():  # (and what is added while they are taken)
+                    self._guarded(f"{INPUTS} and {OUTPUTS}", pending,
+                                  functools.partial(self._write_exchanges, exchanges))
             with self._cycles:
                 self._ended += 1
                 self._cycles.notify_all()
             if closing:
                 return
 
-    def _guarded(self, collection: str, records: list[Any], write: Callable[[str, list[Any]], None]) -> None:
-        if not records:
-            return
+    def _guarded(self, what: str, records: int, write: Callable[[], None]) -> None:
         try:
-            write(collection, records)
+            write()
         except Exception:  # never the request's business; said in the worker's log
-            self.failed += len(records)
-            log.exception("data collection %s: %d record(s) not written", collection, len(records))
+            self.failed += records
+            log.exception("data collection %s: %d record(s) not written", what, records)
 
-    def _write_exchanges(self, _: str, exchanges: list[Exchanges]) -> None:
-        taken = exchanges[0].take()
-        for collection, tables in (taken or {}).items():
-            for table in tables:
+    def _write_exchanges(self, exchanges: Exchanges) -> None:
+        for collection, hours in (exchanges.take() or {}).items():
+            for table in hours:
                 hour = table.pop(HOUR)
                 if self.parquet:
                     self._write_hour(collection, hour, [], table)
@@ -327,11 +329,11 @@ class Exchanges:
             self._fresh()
         counts = np.frombuffer(rows, np.int64)
         arrays = self._arrays(data, counts)
-        stamps = np.frombuffer(times, np.float64)
+        records = np.array(ids, dtype=object), np.frombuffer(times, np.float64), counts
         flags = np.frombuffer(bytes(kept), np.uint8) if self.flags else np.full(len(ids), 3, np.uint8)
         split = len(self.inputs)
-        return {INPUTS: _hours(ids, stamps, counts, flags & 1, self.inputs, arrays[:split]),
-                OUTPUTS: _hours(ids, stamps, counts, flags & 2, self.outputs, arrays[split:])}
+        return {INPUTS: _hours(*records, flags & 1, self.inputs, arrays[:split]),
+                OUTPUTS: _hours(*records, flags & 2, self.outputs, arrays[split:])}
 
     def _arrays(self, data: bytearray, counts: Any) -> list[Any]:
         """Each array's rows, all records', from the buffer: read in place when every record is one row;
@@ -366,14 +368,13 @@ def fixed_layout(model: Any) -> Layout | None:
     return layout or None
 
 
-def _hours(ids: list[bytes], times: Any, counts: Any, kept: Any, names: list[str], arrays: list[Any]) -> list[Columns]:
-    """One collection's kept records as whole columns, a table per hour."""
+def _hours(record_ids: Any, times: Any, counts: Any, kept: Any, names: list[str], arrays: list[Any]) -> list[Columns]:
+    """One collection's kept records (ids an object array of bytes) as whole columns, a table per hour."""
     import numpy as np
 
     if not kept.any():
         return []
     keep_rows = np.repeat(kept.astype(bool), counts)
-    record_ids: Any = np.array(ids, dtype=object)
     if not (counts == 1).all():
         record_ids, times = np.repeat(record_ids, counts), np.repeat(times, counts)
     columns: Columns = {CORRELATION: record_ids, TIMESTAMP: times}
@@ -575,18 +576,18 @@ class NoCodeCollection:
         arrays) and its predictions, if this request is sampled; read into columns by the writer."""
         rid = request_id or str(uuid.uuid4()).encode()
         u = draw(rid) if self._draws else 0.0
-        at, sink, cid = time.time(), self.config.sink, _text(rid)
-        if u < self.input_rate:
-            sink.add(INPUTS, cid, at, _any_columns, inputs)
-        if u < self.output_rate:
-            sink.add(OUTPUTS, cid, at, _any_columns, outputs)
+        self._add(rid, (u < self.input_rate) | (u < self.output_rate) << 1, _any_columns, inputs, outputs)
 
     def _slowly(self, model: Any, rid: bytes, kept: int, feeds: dict[str, Any], results: list[Any]) -> None:
+        self._add(rid, kept, _named_columns, feeds, dict(zip(model._output_names, results, strict=True)))
+
+    def _add(self, rid: bytes, kept: int, convert: Callable[[Any], Columns], inputs: Any, outputs: Any) -> None:
+        """The kept collections' records, to be read into columns by the writer (`convert`)."""
         at, sink, cid = time.time(), self.config.sink, _text(rid)
         if kept & 1:
-            sink.add(INPUTS, cid, at, _named_columns, feeds)
+            sink.add(INPUTS, cid, at, convert, inputs)
         if kept & 2:
-            sink.add(OUTPUTS, cid, at, _named_columns, dict(zip(model._output_names, results, strict=True)))
+            sink.add(OUTPUTS, cid, at, convert, outputs)
 
     def _open(self, model: Any, feeds: dict[str, Any]) -> Exchanges:
         """Named after the model's inputs, in its signature's order, and outputs."""

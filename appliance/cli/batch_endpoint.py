@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import click
@@ -13,6 +12,7 @@ from appliance.cli.common import (
     Group,
     apply_sets,
     client,
+    confirm,
     file_option,
     name_option,
     no_wait_option,
@@ -145,12 +145,8 @@ def update(ctx: click.Context, positional: tuple[str, ...], name: str | None, fi
 def delete(ctx: click.Context, positional: tuple[str, ...], name: str | None, yes: bool, no_wait: bool) -> None:
     """Delete a batch endpoint, its deployments and jobs (running ones are canceled)."""
     name = one_name(positional, name)
-    if not yes:
-        if not sys.stdin.isatty():
-            output.fail("deleting a batch endpoint deletes its deployments and cancels its jobs; pass --yes to "
-                        "confirm")
-            sys.exit(2)
-        click.confirm(f"Delete batch endpoint {name}, its deployments and jobs?", abort=True, err=True)
+    confirm(yes, f"Delete batch endpoint {name}, its deployments and jobs?",
+            "deleting a batch endpoint deletes its deployments and cancels its jobs")
     with reporting():
         client(ctx).delete_batch_endpoint(name)
     output.note(f"batch endpoint {name} deleted")

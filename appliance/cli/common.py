@@ -210,3 +210,13 @@ set_option = click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE .
                                "(several pairs after one --set, as az; values typed as YAML 1.2/JSON).")
 no_wait_option = click.option("--no-wait", is_flag=True, help="Return at once, without waiting for the result.")
 yes_option = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+
+
+def confirm(yes: bool, question: str, consequence: str) -> None:
+    """A destructive command's confirmation: asked on a terminal; elsewhere it needs --yes (exit 2)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        output.fail(f"{consequence}; pass --yes to confirm")
+        sys.exit(2)
+    click.confirm(question, abort=True, err=True)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from appliance.cli import output
-from appliance.cli.common import Command, Group, client, duration, reporting, yes_option
+from appliance.cli.common import Command, Group, client, confirm, duration, reporting, yes_option
 from appliance.cli.output import Column, emit, output_option
 
 NUMERIC = ("normalized_wasserstein_distance", "jensen_shannon_distance", "population_stability_index")
@@ -180,13 +180,7 @@ def run(ctx: click.Context, name: str, fmt: str, query: str | None) -> None:
 @click.pass_context
 def delete(ctx: click.Context, name: str, yes: bool) -> None:
     """Delete a monitor and its runs."""
-    import sys
-
-    if not yes:
-        if not sys.stdin.isatty():
-            output.fail("deleting a monitor deletes its runs; pass --yes to confirm")
-            sys.exit(2)
-        click.confirm(f"Delete monitor {name} and its runs?", abort=True, err=True)
+    confirm(yes, f"Delete monitor {name} and its runs?", "deleting a monitor deletes its runs")
     with reporting():
         client(ctx).delete_monitor(name)
     output.note(f"monitor {name} deleted")

@@ -14,6 +14,7 @@ from appliance.cli.common import (
     Group,
     apply_sets,
     client,
+    confirm,
     duration,
     file_option,
     name_option,
@@ -121,11 +122,7 @@ def show(ctx: click.Context, positional: tuple[str, ...], name: str | None, fmt:
 def delete(ctx: click.Context, positional: tuple[str, ...], name: str | None, yes: bool, no_wait: bool) -> None:
     """Delete an endpoint and all its deployments."""
     name = one_name(positional, name)
-    if not yes:
-        if not sys.stdin.isatty():
-            output.fail("deleting an endpoint deletes its deployments; pass --yes to confirm")
-            sys.exit(2)
-        click.confirm(f"Delete endpoint {name} and all its deployments?", abort=True, err=True)
+    confirm(yes, f"Delete endpoint {name} and all its deployments?", "deleting an endpoint deletes its deployments")
     with reporting():
         client(ctx).delete_endpoint(name)
     output.note(f"endpoint {name} deleted")

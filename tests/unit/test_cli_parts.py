@@ -84,3 +84,20 @@ def test_global_options_before_a_command_are_not_up() -> None:
     assert _has_command(["--url=http://h", "endpoint", "list"])
     assert not _has_command(["--home", "X"]) and not _has_command(["--port", "9000"])
     assert _global_end(["--home", "X", "--port", "1"]) == 2
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["online-endpoint", "delete", "-n", "my-ep"], "deleting an endpoint deletes its deployments"),
+    (["batch-endpoint", "delete", "-n", "my-batch"],
+     "deleting a batch endpoint deletes its deployments and cancels its jobs"),
+    (["monitor", "delete", "drift"], "deleting a monitor deletes its runs"),
+])
+def test_a_delete_without_a_terminal_needs_yes(args: list[str], said: str, tmp_path: Path) -> None:
+    """Refused before any daemon is asked (none runs here): exit 2, and what --yes would confirm."""
+    from click.testing import CliRunner
+
+    from appliance.cli.main import cli
+
+    result = CliRunner().invoke(cli, [*args, "--home", str(tmp_path)], input="")
+    assert result.exit_code == 2
+    assert f"{said}; pass --yes to confirm" in result.output

@@ -76,7 +76,7 @@ class Worker:
             return
         if self.script is not None and not scope["path"].startswith(("/v2", "/appliance/")):
             # Every other path is azmlinfsrv's, its 404s and 405s included.
-            status, headers, payload = await self.script.handle(scope, body)
+            status, headers, payload = self.script.handle(scope, body)
         else:
             try:
                 if self.batcher is not None and scope["path"] == "/score" and scope["method"] == "POST":

@@ -7,31 +7,28 @@ Routes `/`, `/score`, `/swagger.json`, their status codes, bodies and headers (r
 x-ms-run-function-failed, x-ms-run-fn-exec-ms, x-ms-server-version) are azmlinfsrv's; its source
 (server/routes.py, user_script.py, input_parsers.py) is the reference for every branch below.
 
-Calls to the script run one at a time on a thread of their own (azmlinfsrv's one sync worker does
-the same), so the event loop keeps answering probes while a slow `run` works. Flask is imported only
+Calls to the script run one at a time on the main thread, as in azmlinfsrv's one sync worker (`_Runner`):
+probes wait while a slow `run` works, as they do there. Flask is imported only
 for `@rawhttp` scripts and for scripts that return a Flask response (they imported it themselves).
 """
 
 from __future__ import annotations
 
-import asyncio
 import codecs
-import ctypes
 import importlib.util
 import inspect
 import io
 import json
 import logging
 import os
+import signal
 import sys
-import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -154,14 +151,14 @@ class ScriptScorer:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    async def handle(self, scope: dict[str, Any], body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    def handle(self, scope: dict[str, Any], body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """One request to `/`, `/score`, `/swagger.json` or any other path, answered as azmlinfsrv does."""
-        status, headers, payload = await self._route(scope, body)
+        status, headers, payload = self._route(scope, body)
         if not any(k.lower() == "content-length" for k, _ in headers):
             headers.append(("content-length", str(len(payload))))
         return status, [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers], payload
 
-    async def _route(self, scope: dict[str, Any], body: bytes) -> Reply:
+    def _route(self, scope: dict[str, Any], body: bytes) -> Reply:
         method, path = scope["method"], scope["path"]
         if path not in METHODS:  # Flask's routing errors: no request ids on these
             return _error(404, NOT_FOUND)
@@ -173,7 +170,7 @@ class ScriptScorer:
             if refusal:
                 status, out, payload = _error(431, refusal)
             elif path == "/score":
-                status, out, payload = await self._score(method, scope, headers, body, request_id)
+                status, out, payload = self._score(method, scope, headers, body, request_id)
             elif method == "OPTIONS":
                 status, out, payload = 200, [("Content-Type", HTML), ("Allow", "GET, HEAD, OPTIONS")], b""
             elif path == "/":
@@ -197,7 +194,7 @@ class ScriptScorer:
             out.append(("TraceId", headers["traceid"]))
         return status, out, payload
 
-    async def _score(self, method: str, scope: dict[str, Any], headers: dict[str, str], body: bytes,
+    def _score(self, method: str, scope: dict[str, Any], headers: dict[str, str], body: bytes,
                      request_id: str | None = None) -> Reply:
         def environ() -> dict[str, Any]:
             return _environ(scope, headers, body)
@@ -222,14 +219,14 @@ class ScriptScorer:
                 with collect.serving(request_id):  # for azureml.ai.monitoring's Collector in run()
                     return self._call(params, headers)
         try:
-            output, elapsed_ms = await self._runner.call(call, self.timeout_ms / 1000 if self.timeout_ms > 0 else None)
+            output, elapsed_ms = self._runner.call(call, self.timeout_ms / 1000 if self.timeout_ms > 0 else None)
         except TimeoutError:  # azmlinfsrv takes any TimeoutError out of run() for its timer's
             log.error("Encountered Exception: %s", traceback.format_exc())
             return _error(500, f"Scoring timeout after {self.timeout_ms} ms", run_failed=True)
         except Exception:
             log.error("Encountered Exception: %s", traceback.format_exc())
             return _error(500, RUN_FAILED, run_failed=True)
-        reply = await self._runner.convert(output, environ)
+        reply = self._runner.convert(output, environ)
         reply[1].append(("x-ms-run-fn-exec-ms", f"{elapsed_ms:.3f}"))
         return reply
 
@@ -272,51 +269,40 @@ class ScriptScorer:
 
 
 class _Runner:
-    """Runs the script's code on one thread, one call at a time, and interrupts a call that outlives
-    SCORING_TIMEOUT_MS by raising TimeoutError in it, as azmlinfsrv's SIGALRM does: what the call does
-    with it (let it out, or catch it and answer) is the answer. Unlike SIGALRM, this does not cut a
-    blocking system call (time.sleep) short: it lands when the call returns to Python."""
+    """Runs the script's code where azmlinfsrv's one sync gunicorn worker runs it: on the main thread, one
+    call at a time, with SCORING_TIMEOUT_MS as its SIGALRM timer, which raises TimeoutError inside the call
+    (a blocking time.sleep included); what the call does with it is the answer. The event loop waits
+    meanwhile, as that worker does: a hop to a thread and back cost ~120 µs of CPU a request (measured
+    in the worker under load), more than the rest of the worker's own work."""
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run")
-        self._lock = threading.Lock()
-        self._thread: int | None = None  # the thread inside run(), while it is
+        self._running = False
+        signal.signal(signal.SIGALRM, self._alarm)
 
-    async def call(self, fn: Callable[[], Any], timeout: float | None) -> tuple[Any, float]:
+    def _alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self._running:  # an alarm that comes after the call is over is dropped
+            raise TimeoutError
+
+    def call(self, fn: Callable[[], Any], timeout: float | None) -> tuple[Any, float]:
         """(fn(), elapsed ms), or what fn raised."""
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, fn)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            if future.done():  # fn's own
-                raise
-        with self._lock:
-            if self._thread is not None:
-                _raise_in(self._thread, TimeoutError)
-        return await future
-
-    def _timed(self, fn: Callable[[], Any]) -> tuple[Any, float]:
-        with self._lock:
-            self._thread = threading.get_ident()
         started = time.perf_counter()
+        self._running = True
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             return fn(), (time.perf_counter() - started) * 1000
         finally:
-            with self._lock:
-                self._thread = None
-                _raise_in(threading.get_ident(), None)  # an interrupt that came too late is dropped
+            if timeout:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            self._running = False
 
-    async def convert(self, output: Any, environ: Callable[[], dict[str, Any]]) -> Reply:
+    def convert(self, output: Any, environ: Callable[[], dict[str, Any]]) -> Reply:
         """run()'s answer as an HTTP reply: a Flask response as it is (its body may be a generator of the
-        script's, hence on the script's thread), anything else JSON-encoded."""
+        script's), anything else JSON-encoded."""
         flask = sys.modules.get("flask")
         if flask is None or not isinstance(output, flask.Response):
             return 200, [("Content-Type", JSON), (FAILED, "False")], json.dumps(output).encode()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, _from_response, output, environ())
-
-
-def _raise_in(thread: int, exc: type[BaseException] | None) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(exc) if exc else None)
+        return _from_response(output, environ())
 
 
 def _from_response(response: Any, environ: dict[str, Any]) -> Reply:
@@ -362,7 +348,7 @@ def _request_headers(headers: dict[str, str]) -> dict[str, str]:
 def _request_ids(headers: dict[str, str]) -> tuple[str, str, str, str | None]:
     """(x-request-id, x-ms-request-id, x-ms-client-request-id, refusal) by azmlinfsrv's rules: x-ms-request-id
     is the legacy client request id, filled from the client id or the request id when not sent."""
-    request_id = headers.get("x-request-id", str(uuid.uuid4()))
+    request_id = headers["x-request-id"] if "x-request-id" in headers else str(uuid.uuid4())
     if len(request_id) > HEADER_LIMIT:
         return "", "", "", f"x-request-id must not exceed {HEADER_LIMIT} characters"
     legacy = headers.get("x-ms-request-id", "")

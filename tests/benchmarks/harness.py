@@ -245,7 +245,7 @@ class Bench:
         if self.wanted("b"):
             self.measure("b", live)
             if self.args.profile and self.round == 1:
-                self.profile(live)
+                self.profile(live, "blue")
         if self.wanted("b-nolog"):
             quiet = Daemon(f"nolog-r{self.round}", self.work, self.pin, request_log=False,
                            exe=self.args.appliance).start()
@@ -263,7 +263,10 @@ class Bench:
             if self.wanted("b"):
                 self.alternate_arms("mirror", project, files[:4])
         if self.wanted("c"):
-            self.measure("c", daemon.target("c", "bench-script"))
+            script = daemon.target("c", "bench-script")
+            self.measure("c", script)
+            if self.args.profile and self.round == 1:
+                self.profile(script, "main")
         if self.wanted("tui"):
             self.alternate_arms("tui", project, files[:4])
         if self.wanted("prometheus"):
@@ -416,14 +419,15 @@ class Bench:
 
     # -- profiling (optional) ---------------------------------------------------------------------
 
-    def profile(self, target: Target) -> None:
+    def profile(self, target: Target, deployment: str) -> None:
+        """py-spy on the daemon and `deployment`'s worker under the scenario's c16 load."""
         py_spy = ensure_py_spy(self.log)
         out = Path(self.args.profile).resolve()
         out.mkdir(parents=True, exist_ok=True)
         seconds = max(5, round(self.args.duration))
         recorders = []
         for role, pid in target.pids.items():
-            if role != "daemon" and not role.startswith("blue"):
+            if role != "daemon" and not role.startswith(deployment):
                 continue
             for fmt, ext in (("raw", "txt"), ("speedscope", "json")):
                 path = out / f"{role}.{fmt}.{ext}"
@@ -439,7 +443,7 @@ class Bench:
             _, err = r.communicate(timeout=seconds + 60)
             if r.returncode != 0 or not path.exists():
                 self.log(f"py-spy did not write {path.name}: {err.decode(errors='replace').strip()[-300:]}")
-        self.profiles = {"folder": str(out), "seconds": seconds, "load_requests": load["ok"],
+        self.profiles[deployment] = {"folder": str(out), "seconds": seconds, "load_requests": load["ok"],
                          "load_requests_per_s": load["requests_per_s"]}
         self.log(f"profiles in {out} ({load['ok']} requests under py-spy, {load['requests_per_s']:,.0f} req/s)")
 
@@ -736,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="YAML lines for the deployments' request_settings, e.g. "
                              "'  max_concurrent_requests_per_instance: 16\\n'; empty: Azure's defaults")
     parser.add_argument("--profile", metavar="DIR", help="also record py-spy profiles of the daemon and the blue "
-                                                          "worker under (b)'s load into DIR")
+                                                          "worker under the load of (b) and (c) into DIR")
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native for the raw profiles")
     parser.add_argument("--appliance", default=APPLIANCE, metavar="EXE",
                         help="the `appliance` executable to benchmark (A/B of a patched build)")

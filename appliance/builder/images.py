@@ -25,7 +25,7 @@ from appliance.registry import digest_of
 
 DEFAULT_BASE = "python:3.11-slim"
 # What the worker (appliance.scoring) imports, for the image's Python.
-WORKER = ["numpy>=1.26,<3", "msgspec>=0.18,<1", "uvicorn>=0.30,<1", "httptools>=0.6", "uvloop>=0.19"]
+WORKER = ["numpy>=1.26,<3", "msgspec>=0.18,<1", "httptools>=0.6", "uvloop>=0.19"]
 
 
 class DockerUnavailable(RuntimeError):

@@ -36,12 +36,12 @@ _LOCKS_GUARD = threading.Lock()
 LAYOUT = 2  # of a venv: 2 = no fallback to the daemon's site-packages (1 had one, in a .pth file)
 
 # What `python -m appliance.scoring` imports to serve (checked with `python -X importtime`), as the
-# distributions that provide it: its ASGI server (uvicorn on httptools and uvloop) and JSON codec;
+# distributions that provide it: its HTTP parser and event loop (httptools, uvloop) and JSON codec;
 # for a scoring script, what Azure's inference server brings into every environment it serves (Flask
 # behind @rawhttp's AMLRequest/AMLResponse, inference-schema for @input_schema), imported only by the
 # scripts that use them; for a no-code ONNX model, numpy and onnxruntime (whichever build this daemon
 # runs: onnxruntime-gpu is large, so a script's venv has it only if its environment lists it).
-SERVER = ("uvicorn", "httptools", "uvloop", "msgspec")
+SERVER = ("httptools", "uvloop", "msgspec")
 SCRIPT = ("flask", "inference-schema")
 ONNX = ("numpy", "onnxruntime")
 

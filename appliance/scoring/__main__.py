@@ -43,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the daemon that started this worker (pid {args.parent_pid}) is gone", file=sys.stderr)
         return 1
 
-    import uvicorn
-
-    from appliance.scoring import auth, collect
+    from appliance.scoring import auth, collect, server
     from appliance.scoring.app import Worker
     from appliance.scoring.onnx_model import OnnxModel, find_onnx_file
     from appliance.scoring.script import ScriptError, ScriptScorer
@@ -97,10 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     if keys is not None:
         worker.keys = keys
         print(f"key auth on: {len(keys)} key(s)", file=sys.stderr, flush=True)
-    config = uvicorn.Config(worker, uds=args.socket, port=args.port or 0, host=args.host,
-                            lifespan="off", access_log=False, log_level="warning", http="httptools",
-                            loop="uvloop", timeout_keep_alive=3600)  # the router pools connections
-    uvicorn.Server(config).run()
+    import gc
+    gc.freeze()
+    server.serve(worker, socket_path=args.socket, host=args.host, port=args.port or 0)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The worker's HTTP surface, a raw ASGI app (no framework on the hot path).
+"""The worker's HTTP surface, the app of its server (server.py; no framework on the hot path).
 
 Routes are azmlinfsrv's (`GET /`, `/score`, `/swagger.json`) plus the Open Inference Protocol
 (`/v2/...`) and `/appliance/info`, which the supervisor reads to report the provider in use.
@@ -11,7 +11,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -22,9 +22,8 @@ from appliance.scoring.collect import NoCodeCollection
 from appliance.scoring.mlflow_model import MlflowModel
 from appliance.scoring.onnx_model import BadInput, OnnxModel
 from appliance.scoring.script import ScriptScorer
+from appliance.scoring.server import Answer
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
 Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]  # status, content type, body, extra headers
 
 JSON = b"application/json"
@@ -57,40 +56,36 @@ class Worker:
         self._swagger = _encode(swagger.document(model, title=name)) if model else \
             _encode(mlflow.swagger(title=name)) if mlflow else None
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+    def __call__(self, scope: dict[str, Any], body: bytes) -> Answer | Awaitable[Answer]:
+        """The server's app (server.py): an answer now, or, for a batched /score, one to await."""
         if self.keys is not None and not auth.is_open(scope["method"], scope["path"]) \
                 and not auth.allowed(self.keys, _header(scope, b"authorization")):
             payload = _encode({"message": "a valid key is needed: Authorization: Bearer <key>"})
-            await send({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", JSON), (b"content-length", str(len(payload)).encode()),
-                (b"www-authenticate", b"Bearer")]})
-            await send({"type": "http.response.body", "body": payload})
-            return
+            return 401, [(b"content-type", JSON), (b"www-authenticate", b"Bearer")], payload
         if self.script is not None and not scope["path"].startswith(("/v2", "/appliance/")):
-            # Every other path is azmlinfsrv's, its 404s and 405s included.
-            status, headers, payload = self.script.handle(scope, body)
-        else:
-            try:
-                if self.batcher is not None and scope["path"] == "/score" and scope["method"] == "POST":
-                    status, ctype, payload, extra = await self.score_batched(body)
-                else:
-                    status, ctype, payload, extra = self.handle(
-                        scope["method"], scope["path"], body, _header(scope, b"inference-header-content-length"),
-                        _header(scope, b"x-request-id") if self.collection is not None else None)
-            except Exception as exc:  # a fault of the worker's: JSON too, and the reason in its log
-                log.exception("%s %s failed", scope["method"], _clip(scope["path"]))
-                status, ctype, payload, extra = _json(500, {"message": f"the worker failed: {type(exc).__name__}"})
-            headers = [(b"content-type", ctype), (b"content-length", str(len(payload)).encode()), *extra]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+            return self.script.handle(scope, body)  # every other path is azmlinfsrv's, its 404s and 405s included
+        if self.batcher is not None and scope["path"] == "/score" and scope["method"] == "POST":
+            return self._answer_batched(body)
+        try:
+            status, ctype, payload, extra = self.handle(
+                scope["method"], scope["path"], body, _header(scope, b"inference-header-content-length"),
+                _header(scope, b"x-request-id") if self.collection is not None else None)
+        except Exception as exc:
+            status, ctype, payload, extra = self._failed(scope, exc)
+        return status, [(b"content-type", ctype), *extra], payload
+
+    async def _answer_batched(self, body: bytes) -> Answer:
+        try:
+            status, ctype, payload, extra = await self.score_batched(body)
+        except Exception as exc:
+            status, ctype, payload, extra = self._failed({"method": "POST", "path": "/score"}, exc)
+        return status, [(b"content-type", ctype), *extra], payload
+
+    @staticmethod
+    def _failed(scope: dict[str, Any], exc: Exception) -> Reply:
+        """A fault of the worker's: JSON too, and the reason in its log."""
+        log.error("%s %s failed", scope["method"], _clip(scope["path"]), exc_info=exc)
+        return _json(500, {"message": f"the worker failed: {type(exc).__name__}"})
 
     def handle(self, method: str, path: str, body: bytes, json_length: bytes | None = None,
                request_id: bytes | None = None) -> Reply:

@@ -43,6 +43,7 @@ NOT_FOUND = ("The requested URL was not found on the server. If you entered the 
              "spelling and try again.")
 NOT_ALLOWED = "The method is not allowed for the requested URL."
 HEADER_LIMIT = 100
+_FRAMING = ("content-length", "transfer-encoding")
 SERVER_VERSION = "azmlinfsrv/1.5.1"  # the contract served, as azmlinfsrv announces itself by default
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
@@ -154,9 +155,9 @@ class ScriptScorer:
     def handle(self, scope: dict[str, Any], body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """One request to `/`, `/score`, `/swagger.json` or any other path, answered as azmlinfsrv does."""
         status, headers, payload = self._route(scope, body)
-        if not any(k.lower() == "content-length" for k, _ in headers):
-            headers.append(("content-length", str(len(payload))))
-        return status, [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers], payload
+        # The body's framing is the server's (server.py): a Flask response's own length is dropped.
+        return status, [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers
+                        if k.lower() not in _FRAMING], payload
 
     def _route(self, scope: dict[str, Any], body: bytes) -> Reply:
         method, path = scope["method"], scope["path"]

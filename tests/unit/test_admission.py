@@ -74,3 +74,35 @@ def test_a_waiter_woken_as_its_deadline_strikes_passes_the_slot_on() -> None:
         assert await second and gate.in_flight == 1
 
     asyncio.run(scenario())
+
+
+def test_a_waiter_is_passed_over_once_at_most() -> None:
+    """A newcomer may take the slot a woken waiter was about to take, once; then newcomers queue behind
+    that waiter. Else, with requests that hold their slot across a wait (a worker process's answer), a
+    newcomer arriving with each answer passed the same waiter again and again."""
+    async def take(gate: Gate, served: list[str], name: str) -> None:  # and hold the slot
+        if not gate.admit(1):
+            assert await gate.wait(1, 5)
+        served.append(name)
+
+    async def scenario() -> list[str]:
+        gate, served = Gate(), []
+        assert gate.admit(1)  # a request in flight
+        waiter = asyncio.create_task(take(gate, served, "waiter"))
+        await asyncio.sleep(0)  # queued behind it
+        newcomers = []
+        for i in range(3):
+            newcomers.append(asyncio.create_task(take(gate, served, f"new{i}")))  # arrives as...
+            gate.release()  # ...the request holding the slot answers, which wakes the longest waiter
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        for _ in range(2):  # the rest answer
+            gate.release()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        await asyncio.gather(waiter, *newcomers)
+        assert gate.in_flight == 0
+        return served
+
+    served = asyncio.run(scenario())
+    assert served[:2] == ["new0", "waiter"] and sorted(served) == ["new0", "new1", "new2", "waiter"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -13,25 +14,22 @@ import pytest
 from appliance.scoring import auth, shard
 from appliance.scoring.app import Worker
 from appliance.scoring.onnx_model import OnnxModel
+from appliance.scoring.server import Answer
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]]
 
 
 def call(app: Worker, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
          ) -> tuple[int, dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     scope = {"type": "http", "method": method, "path": path,
              "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}
-    asyncio.run(app(scope, receive, send))
-    payload = sent[1]["body"]
-    return sent[0]["status"], json.loads(payload) if payload[:1] in (b"{", b"[") else {"text": payload.decode()}
+    answer = app(scope, body)
+    status, _, payload = answer if isinstance(answer, tuple) else asyncio.run(_awaited(answer))
+    return status, json.loads(payload) if payload[:1] in (b"{", b"[") else {"text": payload.decode()}
+
+
+async def _awaited(answer: Awaitable[Answer]) -> Answer:
+    return await answer
 
 
 def test_keys_from_a_secret_shaped_folder_and_the_environment(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -31,6 +32,16 @@ def die_with_parent(parent: int) -> bool:
     return os.getppid() == parent
 
 
+def yield_to_router() -> None:
+    """Linux: SCHED_BATCH, which changes no share of the CPU, only wake-ups: an answer written to the
+    router no longer preempts it, so where both share a core the worker goes on to the next request
+    waiting and the router takes the answers together (measured, a score.py at 16 clients on one core:
+    1.07 context switches a request instead of 1.66, +9% req/s), and a busy worker never delays the
+    router's wake-ups. Threads started later (onnxruntime's) inherit it."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m appliance.scoring")
     where = parser.add_mutually_exclusive_group(required=True)
@@ -42,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent_pid and not die_with_parent(args.parent_pid):
         print(f"the daemon that started this worker (pid {args.parent_pid}) is gone", file=sys.stderr)
         return 1
+    yield_to_router()
 
     from appliance.scoring import auth, collect, server
     from appliance.scoring.app import Worker
@@ -95,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if keys is not None:
         worker.keys = keys
         print(f"key auth on: {len(keys)} key(s)", file=sys.stderr, flush=True)
-    import gc
+    # What init() made (the model, its libraries) lives as long as the worker: out of the collector's
+    # sight, a full collection no longer walks it (as the daemon does with its own, daemon/server.py).
     gc.freeze()
     server.serve(worker, socket_path=args.socket, host=args.host, port=args.port or 0)
     return 0

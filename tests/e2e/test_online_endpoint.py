@@ -132,6 +132,8 @@ def test_instances_and_provider(daemon: Daemon, iris_project: Path) -> None:
     assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
     for pid in pids:  # each instance is a child process running the scoring worker
         assert "appliance.scoring" in " ".join(psutil.Process(pid).cmdline())
+        # ...whose answers don't preempt the router where both share a core (scoring/__main__.py)
+        assert os.sched_getscheduler(pid) == os.SCHED_BATCH
     # Deleting the endpoint stops its instances.
     daemon.cli("endpoint", "delete", "my-ep", "--yes")
     wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE

@@ -43,11 +43,15 @@ NOT_FOUND = ("The requested URL was not found on the server. If you entered the 
              "spelling and try again.")
 NOT_ALLOWED = "The method is not allowed for the requested URL."
 HEADER_LIMIT = 100
-_FRAMING = ("content-length", "transfer-encoding")
 SERVER_VERSION = "azmlinfsrv/1.5.1"  # the contract served, as azmlinfsrv announces itself by default
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 FAILED = "x-ms-run-function-failed"
+_FRAMING = ("content-length", "transfer-encoding")
+# The reply headers every answer carries, encoded once (others are encoded per answer).
+_ENCODED = {(k, v): (k.encode("latin-1"), v.encode("latin-1")) for k, v in (
+    ("Content-Type", JSON), ("Content-Type", HTML), (FAILED, "False"), (FAILED, "True"),
+    ("x-ms-server-version", SERVER_VERSION))}
 METHODS = {"/": {"GET", "HEAD", "OPTIONS"}, "/swagger.json": {"GET", "HEAD", "OPTIONS"},
            "/score": {"GET", "HEAD", "POST", "OPTIONS"}}
 
@@ -156,8 +160,8 @@ class ScriptScorer:
         """One request to `/`, `/score`, `/swagger.json` or any other path, answered as azmlinfsrv does."""
         status, headers, payload = self._route(scope, body)
         # The body's framing is the server's (server.py): a Flask response's own length is dropped.
-        return status, [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers
-                        if k.lower() not in _FRAMING], payload
+        return status, [_ENCODED.get(h) or (h[0].encode("latin-1"), h[1].encode("latin-1")) for h in headers
+                        if h[0].lower() not in _FRAMING], payload
 
     def _route(self, scope: dict[str, Any], body: bytes) -> Reply:
         method, path = scope["method"], scope["path"]
@@ -187,10 +191,12 @@ class ScriptScorer:
         # azmlinfsrv's after_request: these replace whatever the script set.
         if self.server_version:
             out.append(("x-ms-server-version", self.server_version))
-        for name, value in (("x-request-id", request_id), ("x-ms-request-id", legacy_id),
-                            ("x-ms-client-request-id", client_id)):
-            if value:
-                _set(out, name, value)
+        ids = [(name, value) for name, value in (("x-request-id", request_id), ("x-ms-request-id", legacy_id),
+                                                 ("x-ms-client-request-id", client_id)) if value]
+        if ids:
+            replaced = {name for name, _ in ids}
+            out = [h for h in out if h[0].lower() not in replaced]
+            out += ids
         if "traceid" in headers:
             out.append(("TraceId", headers["traceid"]))
         return status, out, payload
@@ -334,8 +340,8 @@ def _joined(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Request headers as gunicorn hands them to azmlinfsrv: names with an underscore dropped,
     repeated ones joined with ","; keyed by lower-case name."""
     headers: dict[str, str] = {}
-    for k, v in raw:
-        name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+    for k, v in raw:  # names come lower-cased (server.py), as ASGI's do
+        name, value = k.decode("latin-1"), v.decode("latin-1")
         if "_" not in name:
             headers[name] = f"{headers[name]},{value}" if name in headers else value
     return headers

@@ -22,6 +22,9 @@ Scenarios (servers.py starts them, loadgen.py loads them, report.py prints and j
             alternated with no scraper (`--only prometheus`)
   collect   (b) with Azure's data collector on (inputs and outputs, sampling_rate 1.0), alternated with it
             off (`--only collect`)
+  mirror-apart (b) with 50% mirrored to a third deployment that runs as a worker process on a core other than
+            the daemon's (CPU 2 where there are three; else CPU 0, the load generator's), alternated with no
+            mirroring (`--only mirror-apart`): what mirroring costs the live path where the copy has a core
   batching  an MLP as a no-code ONNX deployment at 64 clients (wrk -c64), dynamic batching on (max batch 32,
             delay 500 µs) alternated with off on fresh daemons (batching_bench.py; `--only batching`):
             throughput ratio (≥ 1.5×) and p99 (≤ unbatched p99 + delay + one batch's run)
@@ -212,7 +215,8 @@ class Bench:
                     stack.callback(proc.stop)
                     self.measure("a", target)
                     proc.stop()
-                if any(self.wanted(k) for k in ("b", "b-nolog", "b-mirror", "c", "tui", "prometheus", "collect")):
+                if any(self.wanted(k) for k in ("b", "b-nolog", "b-mirror", "c", "tui", "prometheus", "collect",
+                                                 "mirror-apart")):
                     self.appliance(project, stack)
                 for key, start in (("d", start_worker), ("e", start_floor)):
                     if self.wanted(key):
@@ -262,6 +266,9 @@ class Bench:
             daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic", "shadow=0")
             if self.wanted("b"):
                 self.alternate_arms("mirror", project, files[:4])
+        if self.wanted("mirror-apart"):
+            self.alternate_arms("mirror_apart", project, ["blue.yml", "green.yml", "shadow-process.yml",
+                                                          "endpoint.yml"])
         if self.wanted("c"):
             script = daemon.target("c", "bench-script")
             self.measure("c", script)
@@ -299,7 +306,7 @@ class Bench:
                                 for k in (f"enabled={enabled}", "sampling_rate=1.0")]
                         for deployment in ("blue", "green"):
                             daemon.cli("deployment", "update", ENDPOINT, deployment, "--set", *sets)
-                    elif name == "mirror":
+                    elif name in ("mirror", "mirror_apart"):
                         daemon.cli("endpoint", "update", ENDPOINT, "--mirror-traffic",
                                    f"shadow={50 if arm == 'on' else 0}")
                     else:
@@ -397,7 +404,16 @@ class Bench:
         daemon = Daemon(label, self.work, self.pin, exe=self.args.appliance).start()
         stack.callback(daemon.stop)
         daemon.cli("apply", *[x for f in files for x in ("-f", f)], cwd=project.root)
+        if "shadow-process.yml" in files:  # the mirror target's worker off the daemon's core
+            [instance] = daemon.api("GET", f"/endpoints/{ENDPOINT}/deployments/shadow").json()["instances"]
+            subprocess.run(["taskset", "-apc", str(self.apart_cpu), str(instance["pid"])], check=True,
+                           capture_output=True)
         return daemon, daemon.target(f"b-{label}", ENDPOINT)
+
+    @property
+    def apart_cpu(self) -> int:
+        """A core of its own for the mirror target where there are three; else the load generator's."""
+        return 2 if (os.cpu_count() or 1) >= 3 else 0
 
     def _ab_run(self, name: str, arm: str, target: Target) -> None:
         """One short c16 run after a 1 s warm-up: its req/s, and the servers' CPU per request (the same
@@ -722,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pin", choices=["split", "client", "none"], default="split",
                         help="split: client on CPU 0, servers on CPU 1; client: only the client pinned")
     parser.add_argument("--only", nargs="+", choices=[*ORDER, "batch", "drift", "tui", "prometheus", "collect",
-                                                       "batching"],
+                                                       "batching", "mirror-apart"],
                         help="run only these scenarios (batch: the batch jobs' targets, batch_bench.py; drift: "
                              "drift_bench.py)")
     parser.add_argument("--batch-runs", type=int, default=3,

@@ -148,6 +148,8 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
                                f"{added:.0f} µs ({_ms(pb)} − {_ms(pd)})", added <= 150))
     alternated = alternated or {}
     for key, name, wanted, limit in (("mirror", "mirroring 50% of traffic: throughput cost", "≤ 10%", 0.10),
+                                     ("mirror_apart", "mirroring 50%, the target a process on another core: "
+                                      "throughput cost", "≤ 10%", 0.10),
                                      ("request_log", "request log: throughput cost", "≤ 5%", 0.05),
                                      ("tui", "terminal UI open on live endpoints: throughput cost", "≤ 5%", 0.05),
                                      ("prometheus", "Prometheus scrape every second: throughput cost", "≤ 2%",
@@ -179,7 +181,7 @@ def targets(scenarios: dict[str, dict[str, Any]], apply: dict[str, Any] | None,
             out.append(_target(name, wanted, f"{cost:.1%} (medians {on:,.0f} with vs {off:,.0f} req/s without)",
                                None, note, verdict))
             continue
-        if key in ("tui", "prometheus", "collect"):
+        if key in ("tui", "prometheus", "collect", "mirror_apart"):
             continue  # measured only alternated
         scenario = "b-mirror" if key == "mirror" else "b-nolog"
         if rps.get(scenario) and rps.get("b"):

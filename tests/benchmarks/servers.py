@@ -271,6 +271,7 @@ def prepare_project(root: Path, request_settings: str = "") -> Project:
         "blue.yml": deployment_yaml("blue", ENDPOINT, extra=extra),
         "green.yml": deployment_yaml("green", ENDPOINT, extra=extra),
         "shadow.yml": deployment_yaml("shadow", ENDPOINT, extra=extra),  # 0% live: the mirror target
+        "shadow-process.yml": deployment_yaml("shadow", ENDPOINT, extra=extra + "runtime: process\n"),
         "script-endpoint.yml": endpoint_yaml(SCRIPT_ENDPOINT, {"main": 100}),
         "script.yml": deployment_yaml("main", SCRIPT_ENDPOINT, script=True, extra=extra),
     }

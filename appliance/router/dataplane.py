@@ -40,7 +40,8 @@ PIN = b"azureml-model-deployment"
 INPUT_ERROR = b"x-appliance-input-error"  # the no-code loader refused the input itself: a 400, not a 424
 # Not passed to a worker: hop-by-hop headers, and the caller's secret.
 _DROP = {b"authorization", b"connection", b"keep-alive", b"content-length", b"transfer-encoding",
-         b"upgrade", b"te", b"trailer", b"proxy-authorization"}
+         b"upgrade", b"te", b"trailer", b"proxy-authorization",
+         b"expect"}  # the router answered it, and sends the body with the head
 _DROP_BACK = {b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server",
               INPUT_ERROR, b"x-request-id"}  # the router sets x-request-id itself
 MAX_MIRRORS_IN_FLIGHT = 256

@@ -102,15 +102,20 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._headed = True
-        if self._head:  # a HEAD answer has no body to wait for
+        if self._head and self._parser is not None and self._parser.get_status_code() >= 200:  # no body to wait for
             self._finish((self._response(), False))
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
-        if self._parser is not None:
-            self._finish((self._response(), self._parser.should_keep_alive()))
+        parser = self._parser
+        if parser is None:
+            return
+        if 100 <= parser.get_status_code() < 200:  # an interim answer (100 Continue): the real one follows
+            self._headed, self._headers, self._chunks = False, [], []
+            return
+        self._finish((self._response(), parser.should_keep_alive()))
 
 
 class HTTPClient:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -113,6 +114,23 @@ def test_failed_install_fails_only_that_deployment(daemon: Daemon, tmp_path: Pat
     logs = daemon.cli("deployment", "logs", "my-ep", "bad").stdout
     assert "appliance-no-such-package-anywhere" in logs
     assert daemon.score("my-ep", {}).json() == {"answer": "ok"}  # blue is untouched
+
+
+def test_a_client_expecting_100_continue_gets_the_scripts_answer(daemon: Daemon, tmp_path: Path) -> None:
+    """curl sends `Expect: 100-continue` before a large body: the router answers it, and the worker behind
+    it sees the request whole (the header is not passed on, so no interim answer comes back through)."""
+    project = write(tmp_path / "p", {"endpoint.yml": ENDPOINT, "code/score.py": ECHO % "ok",
+                                     "blue.yml": deployment("blue", "code")})
+    daemon.cli("apply", "-f", "endpoint.yml", "-f", "blue.yml", cwd=project)
+    (project / "big.json").write_text(json.dumps({"data": ["x" * 100] * 200}))
+    result = subprocess.run(["curl", "-sS", "-i", "-H", f"Authorization: Bearer {daemon.key('my-ep')}",
+                             "-H", "Content-Type: application/json", "-H", "Expect: 100-continue",
+                             "--data-binary", "@big.json", f"{daemon.url}/endpoints/my-ep/score"],
+                            capture_output=True, text=True, timeout=30, cwd=project)
+    assert result.returncode == 0, result.stderr
+    head, _, body = result.stdout.replace("\r\n", "\n").rpartition("\n\n")
+    assert head.count("HTTP/1.1 100") <= 1 and "HTTP/1.1 200" in head  # curl shows the router's own 100, if any
+    assert json.loads(body) == {"answer": "ok"}
 
 
 def test_init_that_keeps_failing_shows_failed(daemon: Daemon, tmp_path: Path) -> None:

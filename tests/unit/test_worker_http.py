@@ -95,6 +95,31 @@ def test_head_has_the_length_but_no_body_and_100_continue_is_answered(tmp_path: 
     run(scenario, tmp_path)
 
 
+def test_no_100_continue_when_the_body_came_with_the_head(tmp_path: Path) -> None:
+    async def scenario(listener: server.Listener, path: str) -> None:
+        answer = await raw(path, b"POST /score HTTP/1.1\r\nhost: w\r\ncontent-length: 2\r\nexpect: 100-continue\r\n"
+                                 b"connection: close\r\n\r\nhi")
+        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"2:hi")
+
+    run(scenario, tmp_path)
+
+
+def test_the_client_passes_over_an_interim_100_continue(tmp_path: Path) -> None:
+    async def main() -> None:
+        async def interim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal")
+            await writer.drain()
+
+        path = str(tmp_path / "interim.sock")
+        other = await asyncio.start_unix_server(interim, path)
+        response = await HTTPClient(path=path).request("POST", "/", b"x")
+        assert (response.status, response.body) == (200, b"final")
+        other.close()
+
+    asyncio.run(main())
+
+
 def test_a_chunked_body_is_joined(tmp_path: Path) -> None:
     async def scenario(listener: server.Listener, path: str) -> None:
         answer = await raw(path, b"POST /score HTTP/1.1\r\nhost: w\r\ntransfer-encoding: chunked\r\n"

@@ -1,14 +1,14 @@
 """Sizing from a profile (pure, no I/O): what a deployment measured at each concurrency, and the
 instance count, per-instance concurrency and CPU/memory requests that follow for a target p99 and req/s.
 
-The rule, for a curve measured on `instances` instances whose admission allowed `max_concurrent`
-requests in flight on each (more waited in the router's queue):
+The rule, for a curve measured on `instances` instances each serving `max_concurrent` requests at once
+(more waited: at the instance, as Azure lets twice that in, then in the router's queue):
 - the step used is the one with the most req/s among those without errors (at most 1%) whose p99 is
   within the target (without a target: the most req/s); none within it: the lowest p99, and it says so;
 - per-instance capacity is that step's req/s / `instances`; instance_count = ceil(target_rps / it), at
   least 1 (without a target req/s: the instances measured);
 - max_concurrent_requests_per_instance is that step's concurrency per instance, at most what the
-  instance actually had in flight (`max_concurrent`: beyond it requests queued in the router);
+  instance actually served at once (`max_concurrent`: beyond it requests waited);
 - CPU request: that step's CPU cores per instance, rounded up to 100m (at least 100m); memory: its peak
   RSS per instance × 1.25, rounded up to 64Mi (at least 64Mi).
 """
@@ -142,7 +142,7 @@ def recommend(steps: list[Step], *, instances: int, max_concurrent: int, target_
                      "target; sized from that step")
     if per_instance_concurrency > max_concurrent:
         notes.append(f"measured with max_concurrent_requests_per_instance {max_concurrent}: at concurrency "
-                     f"{step.concurrency} requests beyond it queued in the router (p99 includes the wait); raise it "
+                     f"{step.concurrency} requests beyond it waited their turn (p99 includes the wait); raise it "
                      "and profile again to see whether an instance serves more at once")
     if target_rps is not None:
         count = max(1, math.ceil(target_rps / per_instance - 1e-9)) if per_instance > 0 else instances

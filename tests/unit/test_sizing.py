@@ -35,7 +35,7 @@ def test_a_serial_model_needs_instances_for_the_rate() -> None:
     assert rec.at_concurrency == 4 and rec.meets_target_p99  # the most req/s within 100 ms
     assert rec.instance_count == math.ceil(120 / 49.5) == 3
     assert rec.max_concurrent_requests_per_instance == 1  # the instance never had more in flight
-    assert any("queued in the router" in n for n in rec.notes)
+    assert any("beyond it waited their turn" in n for n in rec.notes)
     assert rec.cpu == "100m" and rec.memory == "128Mi"  # 0.06 cores → 100m; 100 MiB × 1.25 → 128Mi
 
 

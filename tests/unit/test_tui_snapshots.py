@@ -13,6 +13,7 @@ import pytest
 from textual.pilot import Pilot
 from tui_fake import T0, FakeSource
 
+from tui.actions import ActionForm
 from tui.app import ApplianceApp
 from tui.source import History
 from tui.view import View
@@ -98,7 +99,12 @@ def test_traffic_refusal(snap_compare: Any) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         await settle(pilot)
         await pilot.press("t", "ctrl+u", *"blue=90 green=20", "enter")
-        await pilot.pause(0.3)
+        for _ in range(250):  # the daemon's refusal comes back on a worker thread: waited for, 5 s at most
+            form = pilot.app.screen
+            if isinstance(form, ActionForm) and form.error_message.startswith("refused"):
+                break
+            await pilot.pause(0.02)
+        await pilot.pause(0.05)
 
     assert snap_compare(app("endpoints"), terminal_size=(100, 30), run_before=before)
 

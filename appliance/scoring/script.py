@@ -194,9 +194,7 @@ class ScriptScorer:
         ids = [(name, value) for name, value in (("x-request-id", request_id), ("x-ms-request-id", legacy_id),
                                                  ("x-ms-client-request-id", client_id)) if value]
         if ids:
-            replaced = {name for name, _ in ids}
-            out = [h for h in out if h[0].lower() not in replaced]
-            out += ids
+            _set(out, *ids)
         if "traceid" in headers:
             out.append(("TraceId", headers["traceid"]))
         return status, out, payload
@@ -321,7 +319,7 @@ def _from_response(response: Any, environ: dict[str, Any]) -> Reply:
             app_iter.close()
     code = int(status.split(" ", 1)[0])
     if code >= 500:
-        _set(headers, FAILED, "True")
+        _set(headers, (FAILED, "True"))
     return code, headers, payload
 
 
@@ -330,10 +328,11 @@ def _error(status: int, message: str, run_failed: bool = False) -> Reply:
     return status, [("Content-Type", JSON), (FAILED, str(run_failed))], json.dumps({"message": message}).encode()
 
 
-def _set(headers: Headers, name: str, value: str) -> None:
-    lowered = name.lower()
-    headers[:] = [(k, v) for k, v in headers if k.lower() != lowered]
-    headers.append((name, value))
+def _set(headers: Headers, *pairs: tuple[str, str]) -> None:
+    """These headers, replacing any of the same names (whatever their case), in one pass."""
+    names = {name.lower() for name, _ in pairs}
+    headers[:] = [h for h in headers if h[0].lower() not in names]
+    headers += pairs
 
 
 def _joined(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

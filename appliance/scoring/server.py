@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -156,9 +157,8 @@ class Connection(asyncio.Protocol):
         self.expects_continue = False
         path, _, query = self.url.partition(b"?")
         parser = self.parser
-        scope = {"type": "http", "method": parser.get_method().decode("ascii"),
-                 "path": _path(path), "raw_path": path, "query_string": query,
-                 "http_version": parser.get_http_version(), "headers": self.headers, "scheme": "http",
+        scope = {"method": parser.get_method().decode("ascii"), "path": _path(path), "query_string": query,
+                 "http_version": parser.get_http_version(), "headers": self.headers,
                  "client": self.client, "server": self.server}
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         keep = parser.should_keep_alive()
@@ -220,11 +220,7 @@ class Connection(asyncio.Protocol):
 
 
 def _path(raw: bytes) -> str:
-    if b"%" not in raw:
-        return raw.decode("latin-1")
-    from urllib.parse import unquote_to_bytes
-
-    return unquote_to_bytes(raw).decode("latin-1")
+    return (unquote_to_bytes(raw) if b"%" in raw else raw).decode("latin-1")
 
 
 def _internal() -> Answer:

@@ -104,15 +104,20 @@ def test_no_100_continue_when_the_body_came_with_the_head(tmp_path: Path) -> Non
     run(scenario, tmp_path)
 
 
+async def answering(path: str, answer: bytes) -> asyncio.Server:
+    """Another server, which writes `answer` as it is once a request's head has come."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+
+    return await asyncio.start_unix_server(handle, path)
+
+
 def test_the_client_passes_over_an_interim_100_continue(tmp_path: Path) -> None:
     async def main() -> None:
-        async def interim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal")
-            await writer.drain()
-
         path = str(tmp_path / "interim.sock")
-        other = await asyncio.start_unix_server(interim, path)
+        other = await answering(path, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal")
         response = await HTTPClient(path=path).request("POST", "/", b"x")
         assert (response.status, response.body) == (200, b"final")
         other.close()
@@ -196,13 +201,8 @@ def test_a_pooled_connection_the_worker_closed_is_retried_on_a_fresh_one(tmp_pat
 
 def test_a_malformed_answer_is_an_os_error(tmp_path: Path) -> None:
     async def main() -> None:
-        async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\n")
-            await writer.drain()
-
         path = str(tmp_path / "bad.sock")
-        bad = await asyncio.start_unix_server(garbage, path)
+        bad = await answering(path, b"HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\n")
         with pytest.raises(OSError, match="not valid HTTP"):
             await HTTPClient(path=path).request("GET", "/")
         bad.close()

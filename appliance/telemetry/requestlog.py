@@ -51,6 +51,7 @@ class RequestLog:
         self.pruned = 0
         self._next_prune = 0.0  # time.monotonic(): the first pass prunes
         self._next_size_check = 0.0
+        self._sized_at = -1  # `written` when the size was last checked: only new rows can grow the log
         self.written = 0
         self.failed = 0
         self.dropped = 0
@@ -141,8 +142,9 @@ class RequestLog:
             if self.retention is not None and now >= self._next_prune:
                 self._next_prune = now + self.prune_every
                 self._prune(f"rows older than {self.retention:.0f} s", self.store.prune, self.retention)
-            if self.max_bytes is not None and now >= self._next_size_check:
+            if self.max_bytes is not None and now >= self._next_size_check and self.written != self._sized_at:
                 self._next_size_check = now + SIZE_EVERY
+                self._sized_at = self.written
                 self._prune(f"rows past the size cap of {self.max_bytes} bytes", self.store.shrink, self.max_bytes)
 
     def _prune(self, what: str, delete: Callable[[float], int], limit: float) -> None:

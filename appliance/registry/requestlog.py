@@ -50,10 +50,13 @@ def _columns(rows: Sequence[tuple[Any, ...]], routes: dict[RouteKey, int]) -> li
         for key in keys:
             routes.setdefault(key, len(routes) + 1)
         route = np.fromiter(map(routes.__getitem__, keys), np.int32, len(keys))
-    digests = np.array(digest, dtype=object)
-    # numpy's stubs take no None here, but on an object array it compares elementwise, as wanted
-    missing = np.equal(digests, None)  # type: ignore[call-overload]
-    values = np.zeros(len(keys), np.int64) if missing.all() else np.where(missing, 0, digests).astype(np.int64)
+    if digest.count(None) == len(digest):  # no request mirrored: the usual case, and the cheap one
+        missing, values = np.ones(len(keys), np.bool_), np.zeros(len(keys), np.int64)
+    else:
+        digests = np.array(digest, dtype=object)
+        # numpy's stubs take no None here, but on an object array it compares elementwise, as wanted
+        missing = np.equal(digests, None)  # type: ignore[call-overload]
+        values = np.where(missing, 0, digests).astype(np.int64)
     return [np.array(at, np.float64), np.array(request_id, object), route, np.array(mirrored, np.bool_),
             np.array(status, np.int32), np.array(latency_ms, np.float64), np.array(bytes_in, np.int64),
             np.array(bytes_out, np.int64), np.ma.masked_array(values, mask=missing)]

@@ -137,7 +137,9 @@ def test_the_writer_deletes_rows_past_their_retention_on_its_own(store: RequestL
         writer.close()
 
 
-def test_the_writer_keeps_the_log_under_its_size_cap(store: RequestLogStore, home: Path) -> None:
+def test_the_writer_keeps_the_log_under_its_size_cap(store: RequestLogStore, home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestlog, "SIZE_EVERY", 0.0)  # a check at every pass that wrote rows
     cap = 4 << 20
     writer = RequestLog(store, interval=0.05, max_bytes=cap)
     writer.start()

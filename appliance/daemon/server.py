@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import errno
 import gc
 import logging
+import logging.handlers
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -41,11 +44,18 @@ log = logging.getLogger("appliance")
 
 
 def _logging(home: Home) -> None:
+    """The daemon's log lines go to stderr and `daemon.log` from a thread of their own: a write that the
+    kernel holds back (a disk busy writing back a large model's copy) must not hold up the event loop."""
     home.logs.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(home.logs / "daemon.log")):
+    handlers = (logging.StreamHandler(sys.stderr), logging.FileHandler(home.logs / "daemon.log"))
+    for handler in handlers:
         handler.setFormatter(fmt)
-        logging.getLogger("appliance").addHandler(handler)
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    writer = logging.handlers.QueueListener(lines, *handlers)
+    writer.start()
+    atexit.register(writer.stop)  # writes what is still queued
+    logging.getLogger("appliance").addHandler(logging.handlers.QueueHandler(lines))
     logging.getLogger("appliance").setLevel(logging.INFO)
 
 

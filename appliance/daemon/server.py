@@ -45,7 +45,7 @@ log = logging.getLogger("appliance")
 
 def _logging(home: Home) -> None:
     """The daemon's log lines go to stderr and `daemon.log` from a thread of their own: a write that the
-    kernel holds back (a disk busy writing back a large model's copy) must not hold up the event loop."""
+    kernel holds back (a busy disk, a slow terminal) must not hold up the event loop."""
     home.logs.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = (logging.StreamHandler(sys.stderr), logging.FileHandler(home.logs / "daemon.log"))

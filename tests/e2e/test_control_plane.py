@@ -34,18 +34,18 @@ def large_model(path: Path, megabytes: int) -> None:
 STEADY = """
 import gc, http.client, json, os, sys, time
 gc.disable()  # the client's own collections are not the daemon's latency
-port, key, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, key, body, stop, ready = int(sys.argv[1]), *sys.argv[2:]
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-body, headers = json.dumps({"data": [[5.1, 3.5, 1.4, 0.2]]}), {"authorization": f"Bearer {key}"}
+headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
 answers = []
 while not os.path.exists(stop):
     started = time.perf_counter()
-    conn.request("POST", "/endpoints/my-ep/score", body, {**headers, "content-type": "application/json"})
+    conn.request("POST", "/endpoints/my-ep/score", body, headers)
     response = conn.getresponse()
     response.read()
     answers.append((response.status, time.perf_counter() - started))
     if len(answers) == 1:
-        open(stop + ".ready", "w").close()
+        open(ready, "w").close()
     time.sleep(0.005)
 print(json.dumps(answers))
 """
@@ -62,11 +62,11 @@ def test_two_large_applies_do_not_stall_another_endpoint(daemon: Daemon, iris_pr
 
     # The steady client is a process of its own, as a user's would be: timed in this one, it timed this
     # process too (gen-2 collections over the heap pytest and conftest's imports built took up to 200 ms).
-    stop = tmp_path / "stop"
-    client = subprocess.Popen([sys.executable, "-c", STEADY, str(daemon.port), key, str(stop)],
-                              stdout=subprocess.PIPE, text=True)
+    stop, ready = tmp_path / "stop", tmp_path / "ready"
+    client = subprocess.Popen([sys.executable, "-c", STEADY, str(daemon.port), key, json.dumps({"data": ROWS}),
+                               str(stop), str(ready)], stdout=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: (tmp_path / "stop.ready").exists(), 30, "the steady client's first answer")
+        wait_until(ready.exists, 30, "the steady client's first answer")
         applies = [threading.Thread(target=daemon.cli, args=("apply", "-f", f"{name}.yml"),
                                     kwargs={"cwd": iris_project}) for name in ("big-a", "big-b")]
         started = time.perf_counter()
@@ -78,6 +78,7 @@ def test_two_large_applies_do_not_stall_another_endpoint(daemon: Daemon, iris_pr
     finally:
         stop.touch()
         out, _ = client.communicate(timeout=30)
+    assert client.returncode == 0, "the steady client failed (its traceback is above)"
     answers = json.loads(out)
     statuses = {status for status, _ in answers}
     latencies = [seconds for _, seconds in answers]
